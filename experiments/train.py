@@ -1,0 +1,118 @@
+r"""Trains and evaluates one experiment.
+
+    python -m experiments.train                       # configs/default.py
+    python -m experiments.train --config configs/toy_1d.py --workdir workdirs/toy_1d
+    python -m experiments.train --config configs/toy_2d.py:smoke --config.seed=3
+
+The config file's `experiment` field names the runner (symdiff_jax.experiments).
+Every run writes `<workdir>/config.json` and `<workdir>/metrics.json`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_DEFAULT_CONFIG = os.path.join(_REPO, "configs", "default.py")
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", _DEFAULT_CONFIG, "Python config file, optionally with `:variant`.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "Output directory (default: workdirs/<config name>[_<variant>])."
+)
+
+
+def default_workdir(config_path: str) -> str:
+    """`workdirs/<stem>[_<variant>]` for a config path such as `configs/toy_2d.py:smoke`."""
+    path, _, variant = config_path.partition(":")
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return os.path.join("workdirs", f"{stem}_{variant}" if variant else stem)
+
+
+def enable_compilation_cache() -> None:
+    """Persistent XLA compilation cache: later processes skip most compile time."""
+    import jax
+
+    cache = os.environ.get(
+        "SYMDIFF_JAX_CACHE",
+        os.path.join(os.path.expanduser("~"), ".cache", "symdiff_jax", "jax_cache"),
+    )
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def _flat_keys(config, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in config.items():
+        keys.extend(_flat_keys(v, f"{prefix}{k}.") if hasattr(v, "items") else [f"{prefix}{k}"])
+    return keys
+
+
+def _load_config(config_arg: str):
+    """Loads `path[:variant]` without overrides, for error messages."""
+    import importlib.util
+
+    path, _, variant = config_arg.partition(":")
+    spec = importlib.util.spec_from_file_location("_symdiff_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(variant) if variant else module.get_config()
+
+
+def parse_flags(argv):
+    """absl flag parsing that names the valid keys when an override is unknown."""
+    try:
+        return flags.FLAGS(argv)
+    except (AttributeError, KeyError, flags.Error) as err:
+        config_arg = next(
+            (a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
+            next(
+                (argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), _DEFAULT_CONFIG
+            ),
+        )
+        try:
+            valid = ", ".join(sorted(_flat_keys(_load_config(config_arg))))
+        except Exception:  # the config itself is broken: report the original error only
+            raise app.UsageError(f"Could not parse flags: {err}") from err
+        raise app.UsageError(
+            f"Could not parse flags: {err}\nValid keys of {config_arg}: {valid}"
+        ) from err
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from symdiff_jax.experiments import get_experiment
+    from symdiff_jax.experiments.io import write_config, write_metrics
+
+    enable_compilation_cache()
+    config = _CONFIG.value
+    if "experiment" not in config:
+        raise ValueError(
+            f"Config {flags.FLAGS['config'].config_filename} has no `experiment` field; "
+            "set it to the name of a runner in symdiff_jax.experiments.EXPERIMENTS."
+        )
+    workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
+    os.makedirs(workdir, exist_ok=True)
+    write_config(workdir, config)
+    logging.info("Running %s into %s", config.experiment, workdir)
+
+    start = time.time()
+    metrics = dict(get_experiment(config.experiment).run(config, workdir))
+    metrics.setdefault("wall_time_s", time.time() - start)
+    path = write_metrics(workdir, metrics)
+
+    width = max(len(k) for k in metrics)
+    print(f"\n{config.experiment}: metrics written to {path}")
+    for k in sorted(metrics):
+        v = metrics[k]
+        print(f"  {k:<{width}}  {v:.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

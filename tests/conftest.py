@@ -1,0 +1,30 @@
+"""Test-wide settings: persistent compilation cache, CPU only, fresh keys."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+_CACHE = os.environ.get(
+    "SYMDIFF_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "symdiff_jax", "jax_cache")
+)
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+@pytest.fixture
+def key(request):
+    """A fresh PRNG key per test, derived from the test's name (reproducible)."""
+    import zlib
+
+    return jax.random.key(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture
+def x64():
+    """Runs a test body in float64; restores the previous setting afterwards."""
+    with jax.enable_x64(True):
+        yield
