@@ -1,1 +1,19 @@
-"""placeholder"""
+"""Evaluation metrics: molecule stability and RDKit validity (EDM), toy-experiment metrics."""
+
+from symdiff_jax.metrics.rdkit_metrics import (
+    canonical_smiles,
+    canonical_smiles_set,
+    rdkit_metrics,
+    xyz_smiles,
+)
+from symdiff_jax.metrics.stability import bond_orders, stability, stable_atoms
+
+__all__ = [
+    "bond_orders",
+    "canonical_smiles",
+    "canonical_smiles_set",
+    "rdkit_metrics",
+    "stability",
+    "stable_atoms",
+    "xyz_smiles",
+]

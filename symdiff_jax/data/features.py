@@ -1,0 +1,105 @@
+"""Atom features and masks for molecules with hydrogens (QM9 conventions of EDM / SymDiff).
+
+Each atom carries `h = [one_hot(H, C, N, O, F), atomic_number]` (6 numbers). The diffusion
+model sees them scaled, as in EDM (Hoogeboom et al., 2022) and SymDiff:
+
+    raw     h = [o_H, o_C, o_N, o_O, o_F, Z]            o = one-hot in {0, 1}, Z in {1, ..., 9}
+    scaled  h = [o / 4, Z / 10]                          positions are scaled by 1
+
+Padded atoms have all-zero features. Every function here accepts numpy or JAX arrays and
+returns the same kind (jit/vmap compatible with JAX inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Atomic numbers of the QM9 atom types, in one-hot order.
+ATOM_TYPES: tuple[int, ...] = (1, 6, 7, 8, 9)
+#: Element symbols in one-hot order.
+ATOM_SYMBOLS: tuple[str, ...] = ("H", "C", "N", "O", "F")
+#: Feature scaling of EDM / SymDiff: positions / 1, one-hot / 4, atomic number / 10.
+POSITION_SCALE: float = 1.0
+ONE_HOT_SCALE: float = 4.0
+CHARGE_SCALE: float = 10.0
+#: Number of feature channels: 5 one-hot + 1 atomic number.
+NUM_FEATURES: int = len(ATOM_TYPES) + 1
+
+
+def _xp(*arrays):
+    return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
+
+
+def atom_mask(num_atoms: Any, max_atoms: int) -> Any:
+    """`[M, max_atoms]` float32 mask with ones on the first `num_atoms[m]` slots."""
+    xp = _xp(num_atoms)
+    n = xp.asarray(num_atoms)
+    return (xp.arange(max_atoms) < n[..., None]).astype(xp.float32)
+
+
+def mask_from_charges(charges: Any) -> Any:
+    """`[..., N]` float32 mask: 1 where the atomic number is positive (0 marks padding)."""
+    xp = _xp(charges)
+    return (xp.asarray(charges) > 0).astype(xp.float32)
+
+
+def edge_mask(mask: Any) -> Any:
+    """`[..., N, N]` mask of ordered pairs of distinct real atoms (no self-pairs)."""
+    xp = _xp(mask)
+    m = xp.asarray(mask)
+    n = m.shape[-1]
+    return m[..., :, None] * m[..., None, :] * (1 - xp.eye(n, dtype=m.dtype))
+
+
+def one_hot(charges: Any, mask: Any = None) -> Any:
+    """`[..., N, 5]` one-hot over (H, C, N, O, F) of atomic numbers `[..., N]`.
+
+    Atoms of other elements and padded atoms get a zero row; `mask` (optional) zeroes
+    further rows. Validate elements at load time (`load_qm9` does).
+    """
+    xp = _xp(charges, mask)
+    z = xp.asarray(charges)
+    oh = (z[..., None] == xp.asarray(ATOM_TYPES)).astype(xp.float32)
+    if mask is not None:
+        oh = oh * xp.asarray(mask, dtype=xp.float32)[..., None]
+    return oh
+
+
+def featurise(charges: Any, mask: Any = None, *, scaled: bool = True) -> Any:
+    """Atom features `h [..., N, 6]` = `[one_hot(H, C, N, O, F), Z]`, scaled by default.
+
+    Args:
+      charges: `[..., N]` atomic numbers (0 = padding).
+      mask: `[..., N]`, nonzero for real atoms; `None` uses `charges > 0`.
+      scaled: if True (default) returns `[one_hot / 4, Z / 10]` (the model input of EDM
+        and SymDiff); if False the raw `[one_hot, Z]`.
+
+    Returns:
+      float32 `[..., N, 6]`, zero on padded atoms; numpy for numpy inputs, JAX for JAX.
+    """
+    xp = _xp(charges, mask)
+    z = xp.asarray(charges)
+    m = mask_from_charges(z) if mask is None else xp.asarray(mask, dtype=xp.float32)
+    oh = one_hot(z, m)
+    zf = z.astype(xp.float32)[..., None] * m[..., None]
+    if scaled:
+        oh, zf = oh / ONE_HOT_SCALE, zf / CHARGE_SCALE
+    return xp.concatenate([oh, zf], axis=-1)
+
+
+def atomic_numbers_from_features(h: Any, mask: Any = None) -> Any:
+    """Decodes `[..., N, >=5]` features (raw or scaled) to atomic numbers `[..., N]` int32.
+
+    Takes the argmax of the five one-hot channels (so it works for scaled, raw and noisy
+    model outputs) and maps it to (1, 6, 7, 8, 9); padded atoms (mask 0) get 0.
+    """
+    xp = _xp(h, mask)
+    h = xp.asarray(h)
+    z = xp.asarray(ATOM_TYPES, dtype=xp.int32)[xp.argmax(h[..., : len(ATOM_TYPES)], axis=-1)]
+    if mask is not None:
+        z = xp.where(xp.asarray(mask) > 0, z, 0)
+    return z.astype(xp.int32)
