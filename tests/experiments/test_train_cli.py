@@ -1,0 +1,57 @@
+"""End to end: `python -m experiments.train` on smoke configs, and its errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _train(*args, cwd=REPO):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.train", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.parametrize("config", ["configs/toy_1d.py:smoke", "configs/toy_2d.py:smoke"])
+def test_smoke_run_writes_config_and_metrics(tmp_path, config):
+    workdir = tmp_path / "run"
+    proc = _train(f"--config={config}", f"--workdir={workdir}", "--config.seed=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(workdir / "config.json") as f:
+        saved = json.load(f)
+    assert saved["seed"] == 1, "the --config.seed override must reach config.json"
+    with open(workdir / "metrics.json") as f:
+        metrics = json.load(f)
+    rmsd_keys = [k for k in metrics if k.startswith("rmsd/")]
+    assert rmsd_keys, f"no rmsd metrics in {sorted(metrics)}"
+    assert all(isinstance(metrics[k], float) for k in rmsd_keys)
+
+
+def test_unknown_override_lists_valid_keys(tmp_path):
+    proc = _train("--config=configs/toy_1d.py:smoke", "--config.sed=3", f"--workdir={tmp_path}")
+    assert proc.returncode != 0
+    assert "sed" in proc.stderr and "seed" in proc.stderr
+    assert "Valid keys" in proc.stderr
+    assert not os.path.exists(tmp_path / "metrics.json")
+
+
+def test_unknown_experiment_is_named(tmp_path):
+    cfg = tmp_path / "bad.py"
+    cfg.write_text(
+        "import ml_collections\n"
+        "def get_config(arg=None):\n"
+        "    return ml_collections.ConfigDict({'experiment': 'no_such_thing', 'seed': 0})\n"
+    )
+    proc = _train(f"--config={cfg}", f"--workdir={tmp_path / 'run'}")
+    assert proc.returncode != 0
+    assert "no_such_thing" in proc.stderr and "toy_1d" in proc.stderr
