@@ -1,0 +1,458 @@
+"""The Diffusion Transformer (DiT) eps-network of SymDiff, in Flax NNX.
+
+SymDiff (paper 002, section 4 and Appendix B.1, Algorithm 3) takes as `eps_theta`
+a DiT (Peebles and Xie, 2023) over the atoms of a molecule:
+
+    Psi   = GaussianDistanceEmbedding(x)              [N, n_emb]
+    z     = [[x, h] W_I, Psi]                          [N, n_z + n_emb = hidden]
+    z     = DiT blocks (adaLN-Zero, masked multi-head attention, SwiGLU MLP), c = c(t)
+    eps   = FinalLayer(z, c)                           [N, 3 + F]
+    eps_x = proj_U(eps[:, :3]),  eps_h = eps[:, 3:]
+
+There is no positional encoding of the atom index, so the network is exactly
+S_N-equivariant; attention only looks at real atoms (`mask`), so padded atoms do
+not influence real ones, and padded output rows are zero. It is not O(3)-equivariant:
+SymDiff makes it so by stochastic symmetrisation (`symdiff_jax.symmetrise`).
+
+Sizes for QM9 (reference implementation): hidden 384, depth 12, 6 heads, SwiGLU with
+`mlp_ratio` 4 in timm's packed convention (fc1: hidden -> 4 hidden, split in two
+halves, silu(a) * b, fc2: 2 hidden -> hidden), `n_z = 184`, `n_emb = 200`, `K = 184`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax.groups import remove_com
+from symdiff_jax.models.embeddings import GaussianDistanceEmbedding, TimestepEmbedding
+
+Array = jax.Array
+
+LAYER_NORM_EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def count_params(module: nnx.Module) -> int:
+    """Number of scalar parameters (`nnx.Param`) of a module.
+
+    Works on concrete modules and on abstract ones from `nnx.eval_shape` (no memory
+    is allocated for those). Parameters shared between submodules are counted once.
+    """
+    leaves = jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))
+    return int(sum(math.prod(leaf.shape) for leaf in leaves))
+
+
+def param_breakdown(module: nnx.Module) -> dict[str, int]:
+    """Parameter counts of the direct submodules of `module`, by attribute name.
+
+    Shared submodules appear under every name that holds them; `count_params`
+    of the parent counts them once.
+    """
+    counts = {}
+    for name, value in vars(module).items():
+        if isinstance(value, nnx.Module):
+            counts[name] = count_params(value)
+        elif isinstance(value, nnx.Param):
+            counts[name] = math.prod(value.shape)
+    return counts
+
+
+def _time_vector(t, batch: int, dtype) -> Array:
+    t = jnp.asarray(t, dtype)
+    if t.ndim == 2 and t.shape[-1] == 1:
+        t = t[:, 0]
+    if t.ndim == 0:
+        t = jnp.broadcast_to(t, (batch,))
+    if t.shape != (batch,):
+        raise ValueError(
+            f"t must be a scalar or have shape [B] = ({batch},) (or [B, 1]); got shape {t.shape}."
+        )
+    return t
+
+
+def _default_mask(x: Array, mask: Array | None) -> Array:
+    if mask is None:
+        return jnp.ones(x.shape[:-1], x.dtype)
+    check_mask(x, mask)
+    return mask
+
+
+def layer_norm(x: Array, eps: float = LAYER_NORM_EPS) -> Array:
+    """LayerNorm over the last axis without scale or bias (adaLN supplies them)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    return (x - mean) * jax.lax.rsqrt(var + eps)
+
+
+def modulate(x: Array, shift: Array, scale: Array) -> Array:
+    """adaLN modulation `x (1 + scale) + shift`, one `shift, scale [B, D]` per system."""
+    return x * (1.0 + scale[:, None, :]) + shift[:, None, :]
+
+
+def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False):
+    init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
+    return nnx.Linear(
+        in_features,
+        out_features,
+        kernel_init=init,
+        bias_init=nnx.initializers.zeros_init(),
+        param_dtype=param_dtype,
+        rngs=rngs,
+    )
+
+
+# ----------------------------------------------------------------------------- layers
+
+
+class Attention(nnx.Module):
+    """Multi-head self-attention over the atoms of each system, keys masked.
+
+    `softmax(q k^T / sqrt(d_head) + log mask_j) v`: every atom (real or padded)
+    attends to the real atoms only, so padded atoms never influence real ones.
+    The packed `qkv` projection has the output layout `[3, heads, head_dim]`.
+    """
+
+    def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        if dim % num_heads:
+            raise ValueError(
+                f"hidden size {dim} must be divisible by the number of heads {num_heads}."
+            )
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = _xavier_linear(dim, 3 * dim, rngs, param_dtype)
+        self.proj = _xavier_linear(dim, dim, rngs, param_dtype)
+
+    def __call__(self, x: Array, mask: Array) -> Array:
+        """`x [B, N, D]`, `mask [B, N]` -> `[B, N, D]`."""
+        b, n, d = x.shape
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
+        # A large finite negative (not -inf) keeps a system without real atoms finite.
+        key_mask = (mask > 0)[:, None, None, :]
+        logits = jnp.where(key_mask, logits, jnp.finfo(logits.dtype).min)
+        weights = jax.nn.softmax(logits, axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        return self.proj(out.reshape(b, n, d))
+
+
+def _swiglu_fc1_init(base):
+    """Glorot-uniform for fc1, then timm's gate init: second half ~ N(0, 1e-12)."""
+
+    def init(key, shape, dtype=jnp.float32):
+        k1, k2 = jax.random.split(key)
+        w = base(k1, shape, dtype)
+        half = shape[-1] // 2
+        return w.at[..., half:].set(1e-6 * jax.random.normal(k2, shape[:-1] + (half,), dtype))
+
+    return init
+
+
+def _swiglu_fc1_bias(key, shape, dtype=jnp.float32):
+    half = shape[-1] // 2
+    return jnp.concatenate([jnp.zeros((shape[-1] - half,), dtype), jnp.ones((half,), dtype)])
+
+
+class SwiGLU(nnx.Module):
+    """SwiGLU MLP in timm's packed convention (`SwiGLUPacked`, i.e. `GluMlp`, gate first).
+
+        [a, b] = x W_1 + b_1     (W_1: dim -> hidden_features, split in halves)
+        out    = (silu(a) * b) W_2 + b_2     (W_2: hidden_features / 2 -> dim)
+
+    With `hidden_features = mlp_ratio * dim` the gated width is `mlp_ratio / 2 * dim`
+    (2 dim for ratio 4, the "SwiGLU ratio 2" of SymDiff Appendix B.1). Initialisation
+    as timm's `init_weights`: the second half of fc1 has weights N(0, 1e-6^2) and bias
+    1, so `b ~ 1` and the layer starts as `silu(a) W_2`.
+    """
+
+    def __init__(self, dim: int, hidden_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        if hidden_features % 2:
+            raise ValueError(
+                f"SwiGLU needs an even packed width (it is split in two halves); got "
+                f"hidden_features={hidden_features}. Choose mlp_ratio so that "
+                "int(hidden * mlp_ratio) is even."
+            )
+        self.fc1 = nnx.Linear(
+            dim,
+            hidden_features,
+            kernel_init=_swiglu_fc1_init(nnx.initializers.xavier_uniform()),
+            bias_init=_swiglu_fc1_bias,
+            param_dtype=param_dtype,
+            rngs=rngs,
+        )
+        self.fc2 = _xavier_linear(hidden_features // 2, dim, rngs, param_dtype)
+
+    def __call__(self, x: Array) -> Array:
+        a, b = jnp.split(self.fc1(x), 2, axis=-1)
+        return self.fc2(jax.nn.silu(a) * b)
+
+
+class GeluMLP(nnx.Module):
+    """Plain MLP `gelu_tanh(x W_1 + b_1) W_2 + b_2` (DiT's default, `mlp="gelu"`)."""
+
+    def __init__(self, dim: int, hidden_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        self.fc1 = _xavier_linear(dim, hidden_features, rngs, param_dtype)
+        self.fc2 = _xavier_linear(hidden_features, dim, rngs, param_dtype)
+
+    def __call__(self, x: Array) -> Array:
+        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+
+
+_MLPS = {"swiglu": SwiGLU, "gelu": GeluMLP}
+
+
+class DiTBlock(nnx.Module):
+    """A DiT block with adaLN-Zero conditioning (Peebles and Xie, 2023, section 3.2).
+
+        (s1, c1, g1, s2, c2, g2) = Linear(SiLU(c))        (zero-initialised)
+        z <- z + g1 * Attn(modulate(LN(z), s1, c1), mask)
+        z <- z + g2 * MLP(modulate(LN(z), s2, c2))
+
+    Args:
+      hidden: width D.
+      num_heads: attention heads (D must be divisible by it).
+      mlp_ratio: packed MLP width over D (`int(D * mlp_ratio)` units in fc1).
+      mlp: "swiglu" (SymDiff) or "gelu" (DiT's default).
+      rngs: `nnx.Rngs`.
+      param_dtype: parameter dtype.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        *,
+        mlp: str = "swiglu",
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+    ):
+        if mlp not in _MLPS:
+            raise ValueError(f"Unknown mlp {mlp!r}; expected one of {sorted(_MLPS)}.")
+        self.attn = Attention(hidden, num_heads, rngs=rngs, param_dtype=param_dtype)
+        self.mlp = _MLPS[mlp](hidden, int(hidden * mlp_ratio), rngs=rngs, param_dtype=param_dtype)
+        self.adaln = _xavier_linear(hidden, 6 * hidden, rngs, param_dtype, zero=True)
+
+    def __call__(self, z: Array, c: Array, mask: Array) -> Array:
+        """`z [B, N, D]`, `c [B, D]`, `mask [B, N]` -> `[B, N, D]`."""
+        s1, c1, g1, s2, c2, g2 = jnp.split(self.adaln(jax.nn.silu(c)), 6, axis=-1)
+        z = z + g1[:, None, :] * self.attn(modulate(layer_norm(z), s1, c1), mask)
+        return z + g2[:, None, :] * self.mlp(modulate(layer_norm(z), s2, c2))
+
+
+class FinalLayer(nnx.Module):
+    """DiT's output layer: `Linear(modulate(LN(z), shift, scale))`, all zero-initialised."""
+
+    def __init__(self, hidden: int, out_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+        self.adaln = _xavier_linear(hidden, 2 * hidden, rngs, param_dtype, zero=True)
+        self.linear = _xavier_linear(hidden, out_features, rngs, param_dtype, zero=True)
+
+    def __call__(self, z: Array, c: Array) -> Array:
+        shift, scale = jnp.split(self.adaln(jax.nn.silu(c)), 2, axis=-1)
+        return self.linear(modulate(layer_norm(z), shift, scale))
+
+
+class DiTBackbone(nnx.Module):
+    """The generic DiT over a set: optional input Linear, time embedding, blocks, final layer.
+
+    With `out_features=None` there is no final layer: this is SymDiff's
+    `DiTWithoutFinalLayer` (Appendix B.2, Algorithm 4), used by the gamma trunk.
+
+    Args:
+      hidden: width D.
+      depth: number of `DiTBlock`s.
+      num_heads: attention heads.
+      mlp_ratio: packed MLP width over D.
+      in_features: if given, a Glorot-initialised Linear(in_features, D) embeds the
+        input tokens (`W_G` of the gamma trunk); otherwise tokens must already be D wide.
+      out_features: width of the final layer, or None for no final layer.
+      mlp: "swiglu" or "gelu".
+      time_scale: factor on `t` before the sinusoidal embedding.
+      rngs: `nnx.Rngs`.
+      param_dtype: parameter dtype.
+    """
+
+    def __init__(
+        self,
+        hidden: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        *,
+        in_features: int | None = None,
+        out_features: int | None = None,
+        mlp: str = "swiglu",
+        time_scale: float = 1.0,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+    ):
+        if depth < 0:
+            raise ValueError(f"depth must be >= 0; got {depth}.")
+        self.hidden = hidden
+        self.input = (
+            None if in_features is None else _xavier_linear(in_features, hidden, rngs, param_dtype)
+        )
+        self.time_embedding = TimestepEmbedding(
+            hidden, time_scale=time_scale, rngs=rngs, param_dtype=param_dtype
+        )
+        self.blocks = nnx.List(
+            [
+                DiTBlock(hidden, num_heads, mlp_ratio, mlp=mlp, rngs=rngs, param_dtype=param_dtype)
+                for _ in range(depth)
+            ]
+        )
+        self.final = (
+            None
+            if out_features is None
+            else FinalLayer(hidden, out_features, rngs=rngs, param_dtype=param_dtype)
+        )
+
+    def __call__(self, z: Array, t: Array, mask: Array, *, use_final_layer: bool = True) -> Array:
+        """`z [B, N, in]`, `t [B]`, `mask [B, N]` -> `[B, N, out]` (not masked).
+
+        With `use_final_layer=False` (or no final layer), returns the `[B, N, D]`
+        features after the last block.
+        """
+        if self.input is not None:
+            z = self.input(z)
+        if z.shape[-1] != self.hidden:
+            raise ValueError(
+                f"DiT tokens must have width hidden={self.hidden}; got shape {z.shape}."
+            )
+        c = self.time_embedding(t)
+        for block in self.blocks:
+            z = block(z, c, mask)
+        if use_final_layer and self.final is not None:
+            z = self.final(z, c)
+        return z
+
+
+# ----------------------------------------------------------------------------- DiT
+
+
+class DiT(nnx.Module):
+    """SymDiff's eps-network `eps_theta` (paper 002, Appendix B.1, Algorithm 3).
+
+    Args:
+      num_features: F, the width of the atom features `h` (6 for QM9 with charges:
+        one-hot H, C, N, O, F and the atomic number).
+      hidden: DiT width `n_size` (384).
+      depth: number of blocks `n_layers` (12).
+      heads: attention heads `n_heads` (6).
+      mlp_ratio: packed SwiGLU width over `hidden` (4, timm convention).
+      node_embed: `n_z`, the width of `[x, h] W_I` (184).
+      dist_embed: `n_emb`, the width of the distance features `Psi`; must equal
+        `hidden - node_embed` (default: that value, 200).
+      num_gaussians: `K`, the number of Gaussians of `Psi` (184).
+      n_dims: spatial dimension (3).
+      mlp: "swiglu" (SymDiff) or "gelu".
+      time_scale: factor on `t` before the sinusoidal embedding (1: t in [0, 1]).
+      rngs: `nnx.Rngs` for the parameters.
+      param_dtype: parameter dtype.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        hidden: int = 384,
+        depth: int = 12,
+        heads: int = 6,
+        mlp_ratio: float = 4.0,
+        node_embed: int = 184,
+        dist_embed: int | None = None,
+        num_gaussians: int = 184,
+        *,
+        n_dims: int = 3,
+        mlp: str = "swiglu",
+        time_scale: float = 1.0,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+    ):
+        if dist_embed is None:
+            dist_embed = hidden - node_embed
+        if node_embed < 1 or dist_embed < 1 or node_embed + dist_embed != hidden:
+            raise ValueError(
+                "The DiT input is [[x, h] W_I, Psi], so node_embed + dist_embed must equal "
+                f"hidden with both positive; got node_embed={node_embed}, "
+                f"dist_embed={dist_embed}, hidden={hidden}."
+            )
+        if num_features < 0:
+            raise ValueError(f"num_features must be >= 0; got {num_features}.")
+        self.num_features = num_features
+        self.n_dims = n_dims
+        self.distance_embedding = GaussianDistanceEmbedding(
+            num_gaussians, dist_embed, rngs=rngs, param_dtype=param_dtype
+        )
+        self.input_embedding = _xavier_linear(n_dims + num_features, node_embed, rngs, param_dtype)
+        self.backbone = DiTBackbone(
+            hidden,
+            depth,
+            heads,
+            mlp_ratio,
+            out_features=n_dims + num_features,
+            mlp=mlp,
+            time_scale=time_scale,
+            rngs=rngs,
+            param_dtype=param_dtype,
+        )
+
+    def _check(self, x, h, mask):
+        check_points(x, dims=(self.n_dims,), min_ndim=3)
+        if h.shape[:-1] != x.shape[:-1] or h.shape[-1] != self.num_features:
+            raise ValueError(
+                f"h must have shape [B, N, F] = {(*x.shape[:-1], self.num_features)} to match "
+                f"x {x.shape} and num_features={self.num_features}; got {h.shape}."
+            )
+        return _default_mask(x, mask)
+
+    def _tokens(self, x: Array, h: Array, mask: Array) -> Array:
+        m = (mask > 0)[..., None]
+        x = remove_com(jnp.where(m, x, 0.0), mask)
+        tokens = jnp.concatenate(
+            [
+                self.input_embedding(jnp.concatenate([x, h], axis=-1)),
+                self.distance_embedding(x, mask),
+            ],
+            axis=-1,
+        )
+        return jnp.where(m, tokens, 0.0)
+
+    def trunk(self, x: Array, h: Array, t: Array, mask: Array | None = None) -> Array:
+        """Per-atom features before the final layer: `[B, N, hidden]`, zero on padded rows.
+
+        Args: as `__call__`.
+        """
+        mask = self._check(x, h, mask)
+        t = _time_vector(t, x.shape[0], x.dtype)
+        z = self.backbone(self._tokens(x, h, mask), t, mask, use_final_layer=False)
+        return jnp.where((mask > 0)[..., None], z, 0.0)
+
+    def __call__(
+        self, x: Array, h: Array, t: Array, mask: Array | None = None
+    ) -> tuple[Array, Array]:
+        """Predicts the noise `eps = (eps_x, eps_h)` of a noisy molecule.
+
+        Args:
+          x: `[B, N, 3]` positions (its CoM is removed first, so the output does not
+            depend on a translation of the real atoms).
+          h: `[B, N, F]` features.
+          t: `[B]` (or scalar, or `[B, 1]`) diffusion times, in [0, 1] for SymDiff.
+          mask: `[B, N]` real-atom mask (default: all real).
+
+        Returns:
+          `(eps_x [B, N, 3], eps_h [B, N, F])`: `eps_x` has zero CoM over the real
+          atoms; both are zero on padded rows.
+        """
+        mask = self._check(x, h, mask)
+        t = _time_vector(t, x.shape[0], x.dtype)
+        out = self.backbone(self._tokens(x, h, mask), t, mask)
+        out = jnp.where((mask > 0)[..., None], out, 0.0)
+        eps_x = remove_com(out[..., : self.n_dims], mask)
+        return eps_x, out[..., self.n_dims :]
