@@ -45,6 +45,7 @@ from symdiff_jax.diffusion.schedules import (
     discrete_schedule,
     get_schedule,
     linear_schedule,
+    linear_sigma_schedule,
     polynomial_alphas2,
     polynomial_schedule,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "discrete_schedule",
     "get_schedule",
     "linear_schedule",
+    "linear_sigma_schedule",
     "polynomial_alphas2",
     "polynomial_schedule",
     # parametrisation

@@ -239,9 +239,31 @@ def linear_schedule(gamma_min: float = -13.3, gamma_max: float = 5.0) -> Schedul
     return Schedule(gamma=gamma, name="linear", num_steps=None)
 
 
+def linear_sigma_schedule(sigma_min: float = 0.01, sigma_max: float = 0.999) -> Schedule:
+    """Linear in sigma: `sigma_t = sigma_min + (sigma_max - sigma_min) t`, `alpha_t = sqrt(1 - sigma_t^2)`.
+
+    The schedule of the public reference's toy experiments (paper 000; `1D-toy/main.py` of
+    vinhsuhi/Orbit-Diffusion uses `sigmas = linspace(0.01, 0.999, T)`), here in
+    continuous time: `gamma(t) = log sigma_t^2 - log(1 - sigma_t^2)`.
+    """
+    if not 0.0 < sigma_min < sigma_max < 1.0:
+        raise ValueError(
+            f"Need 0 < sigma_min < sigma_max < 1; got sigma_min={sigma_min}, sigma_max={sigma_max}."
+        )
+
+    def gamma(t):
+        t = jnp.asarray(t)
+        if not jnp.issubdtype(t.dtype, jnp.floating):
+            t = t.astype(jnp.result_type(float))
+        s = sigma_min + (sigma_max - sigma_min) * t
+        return 2.0 * jnp.log(s) - jnp.log1p(-(s**2))
+
+    return Schedule(gamma=gamma, name="linear_sigma", num_steps=None)
+
+
 def get_schedule(name: str, **kwargs) -> Schedule:
     """A schedule by name: "polynomial_<power>" (e.g. "polynomial_2"), "polynomial",
-    "cosine" or "linear"; keyword arguments go to the factory.
+    "cosine", "linear" or "linear_sigma"; keyword arguments go to the factory.
 
     Example: `get_schedule("polynomial_2", num_steps=1000, precision=1e-5)`.
     """
@@ -249,6 +271,8 @@ def get_schedule(name: str, **kwargs) -> Schedule:
         return cosine_schedule(**kwargs)
     if name == "linear":
         return linear_schedule(**kwargs)
+    if name == "linear_sigma":
+        return linear_sigma_schedule(**kwargs)
     if name == "polynomial":
         return polynomial_schedule(**kwargs)
     if name.startswith("polynomial_"):
@@ -265,5 +289,5 @@ def get_schedule(name: str, **kwargs) -> Schedule:
             return polynomial_schedule(power=power, **kwargs)
     raise ValueError(
         f"Unknown noise schedule {name!r}. Known: 'polynomial_<power>' (e.g. 'polynomial_2'), "
-        "'polynomial', 'cosine', 'linear'."
+        "'polynomial', 'cosine', 'linear', 'linear_sigma'."
     )

@@ -35,7 +35,7 @@ from absl import logging
 from flax import nnx
 
 from symdiff_jax.diffusion import get_schedule, noise, prior_sample, sample_ddim
-from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.diffusion.schedules import Schedule, linear_sigma_schedule
 from symdiff_jax.groups import remove_com
 from symdiff_jax.metrics.alignment import aligned_rmsd, all_permutations, superimpose
 from symdiff_jax.models.egnn import EGNN
@@ -45,28 +45,6 @@ METHODS = ("baseline", "symmetrised")
 
 
 # ----------------------------------------------------------------------------- setup
-
-
-def linear_sigma_schedule(sigma_min: float = 0.01, sigma_max: float = 0.999) -> Schedule:
-    """`sigma_t = sigma_min + (sigma_max - sigma_min) t`, `alpha_t = sqrt(1 - sigma_t^2)`.
-
-    The schedule of the public reference's toys (paper 000; `1D-toy/main.py` of
-    vinhsuhi/Orbit-Diffusion uses `sigmas = linspace(0.01, 0.999, T)`), here in
-    continuous time: `gamma(t) = log sigma_t^2 - log(1 - sigma_t^2)`.
-    """
-    if not 0.0 < sigma_min < sigma_max < 1.0:
-        raise ValueError(
-            f"Need 0 < sigma_min < sigma_max < 1; got sigma_min={sigma_min}, sigma_max={sigma_max}."
-        )
-
-    def gamma(t):
-        t = jnp.asarray(t)
-        if not jnp.issubdtype(t.dtype, jnp.floating):
-            t = t.astype(jnp.result_type(float))
-        s = sigma_min + (sigma_max - sigma_min) * t
-        return 2.0 * jnp.log(s) - jnp.log1p(-(s**2))
-
-    return Schedule(gamma=gamma, name="linear_sigma", num_steps=None)
 
 
 def make_schedule(config) -> Schedule:
