@@ -13,6 +13,13 @@ from __future__ import annotations
 import os
 import time
 
+# XLA:CPU's multi-threaded Eigen pool can wedge on large vmapped graphs with LAPACK
+# calls; the single-threaded pool avoids it (set XLA_FLAGS yourself to override).
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 

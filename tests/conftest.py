@@ -4,6 +4,13 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# XLA:CPU's multi-threaded Eigen pool can wedge on large vmapped graphs with LAPACK
+# calls (seen here as a test that never returns from block_until_ready); the
+# single-threaded pool avoids it at a small cost on 2 cores.
+if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    ).strip()
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
