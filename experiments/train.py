@@ -91,9 +91,21 @@ def parse_flags(argv):
         ) from err
 
 
+def quiet_library_logs() -> None:
+    """Keeps Orbax's per-save INFO lines out of the run's log (warnings still show)."""
+    import logging as std_logging
+
+    class _DropOrbaxInfo(std_logging.Filter):
+        def filter(self, record):
+            return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
+
+    logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    quiet_library_logs()
     from symdiff_jax.experiments import get_experiment
     from symdiff_jax.experiments.io import write_config, write_metrics
 

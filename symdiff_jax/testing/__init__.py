@@ -14,6 +14,7 @@ from symdiff_jax.testing.equivariance import (
     assert_stochastically_equivariant,
     sample_test_element,
 )
+from symdiff_jax.testing.parameters import randomise_parameters
 from symdiff_jax.testing.two_sample import TwoSampleResult, energy_test
 
 __all__ = [
@@ -25,5 +26,6 @@ __all__ = [
     "assert_equivariant",
     "assert_stochastically_equivariant",
     "energy_test",
+    "randomise_parameters",
     "sample_test_element",
 ]

@@ -360,13 +360,13 @@ def test_graph_smiles_of_an_archive_are_cached(tmp_path):
 def test_real_graph_smiles_of_train_split():
     """EDM's novelty reference: ~1 min once (then cached). Test molecules are new to train."""
     pytest.importorskip("qm9pack")
-    from symdiff_jax.metrics import rdkit_metrics as rm
+    from symdiff_jax.metrics import rdkit_metrics
 
     train_graph = qm9.load_qm9_graph_smiles("train")
     assert len(train_graph) == 100_000
     assert 0.97 < np.mean(train_graph != "") < 0.98
     test = load_qm9("test")
-    got = rm.rdkit_metrics(
+    got = rdkit_metrics(
         test["positions"], test["charges"], None, train_graph, canonicalise_train=False
     )
     assert got["novelty"] > 0.99

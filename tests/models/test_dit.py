@@ -29,7 +29,7 @@ from symdiff_jax.models.embeddings import (
     pairwise_distances,
     timestep_embedding,
 )
-from symdiff_jax.testing import assert_equivariant
+from symdiff_jax.testing import assert_equivariant, randomise_parameters
 from symdiff_jax.testing.equivariance import act_on_atom_features
 
 F = 4
@@ -43,16 +43,7 @@ OFFICIAL_TOTAL = 31_195_834  # SymDiff QM9, reference implementation
 
 
 def randomise(module, key, scale=0.4):
-    """Replaces every parameter by scale * N(0, 1) so that no path is switched off."""
-    graphdef, params = nnx.split(module, nnx.Param)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    new = [
-        scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-        for k, leaf in zip(keys, leaves, strict=True)
-    ]
-    nnx.update(module, jax.tree_util.tree_unflatten(treedef, new))
-    return module
+    return randomise_parameters(module, key, scale)
 
 
 def jitted(model):

@@ -15,7 +15,11 @@ from symdiff_jax.groups import com_free_normal, qr_to_orthogonal
 from symdiff_jax.models.dit import DiT, count_params
 from symdiff_jax.models.gamma_net import GammaNet
 from symdiff_jax.symmetrise import recursive_gamma
-from symdiff_jax.testing import assert_equivariant, assert_stochastically_equivariant
+from symdiff_jax.testing import (
+    assert_equivariant,
+    assert_stochastically_equivariant,
+    randomise_parameters,
+)
 from symdiff_jax.testing.equivariance import act_on_rotation
 
 SMALL = dict(
@@ -30,16 +34,7 @@ MASKS = {
 
 
 def randomise(module, key, scale=0.25):
-    """Replaces every parameter by scale * N(0, 1) so that no path is switched off."""
-    graphdef, params = nnx.split(module, nnx.Param)
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    new = [
-        scale * jax.random.normal(k, leaf.shape, leaf.dtype)
-        for k, leaf in zip(keys, leaves, strict=True)
-    ]
-    nnx.update(module, jax.tree_util.tree_unflatten(treedef, new))
-    return module
+    return randomise_parameters(module, key, scale)
 
 
 def jitted(model):

@@ -1,0 +1,289 @@
+"""Pictures of molecules: grids of 3D point clouds with bonds, or 2D structure diagrams.
+
+Two views of a padded batch (`positions [B, N, 3]` Angstrom, `atomic_numbers [B, N]`,
+`mask [B, N]`):
+
+- `mode="3d"`: one matplotlib 3D panel per molecule; atoms are spheres coloured by element
+  (CPK / Jmol colours: H white with a grey edge, C dark grey, N blue, O red, F green, ...),
+  sized by element, and bonds are the ones EDM's distance rule finds (the graph the
+  stability metric judges), drawn as lines whose width grows with the bond order.
+- `mode="2d"`: RDKit depictions (`Draw.MolsToGridImage`) of the largest connected fragment
+  of each molecule, hydrogens folded into their heavy atoms, with its SMILES as legend;
+  molecules RDKit cannot sanitise are drawn unsanitised with the legend `invalid`, and a
+  molecule without atoms as a `*` placeholder.
+
+Figures are made with `matplotlib.figure.Figure` and the Agg canvas directly, so nothing
+opens a window and pyplot's global state (and backend) is left alone. Images are written
+atomically (temporary file + rename).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from symdiff_jax.data.writers import _atomic_write, molecules_to_rdkit
+from symdiff_jax.metrics.bond_tables import ELEMENT_SYMBOLS
+from symdiff_jax.metrics.stability import _bond_orders_checked, as_molecule_batch
+
+#: Atom colours by atomic number (Jmol's CPK scheme; carbon darker so it shows on white).
+ELEMENT_COLORS: dict[int, str] = {
+    1: "#FFFFFF", 5: "#FFB5B5", 6: "#404040", 7: "#3050F8", 8: "#FF0D0D", 9: "#2DB82D",
+    13: "#BFA6A6", 14: "#F0C8A0", 15: "#FF8000", 16: "#FFFF30", 17: "#1FF01F",
+    33: "#BD80E3", 35: "#A62929", 53: "#940094", 80: "#B8B8D0", 83: "#9E4FB5",
+}  # fmt: skip
+#: Colour of atoms whose element is not in `ELEMENT_COLORS`.
+DEFAULT_COLOR: str = "#FF1493"
+#: Edge colour of every atom (makes white hydrogens visible).
+EDGE_COLOR: str = "#7F7F7F"
+#: Marker area (points^2) of hydrogens and of heavier atoms in the 3D view.
+HYDROGEN_SIZE: float = 60.0
+HEAVY_SIZE: float = 160.0
+MODES: tuple[str, ...] = ("3d", "2d")
+
+
+def atom_colors(atomic_numbers: Any) -> list[str]:
+    """Colour (hex string) of each atomic number, `DEFAULT_COLOR` for unlisted elements."""
+    return [ELEMENT_COLORS.get(int(z), DEFAULT_COLOR) for z in np.ravel(atomic_numbers)]
+
+
+def draw_molecule_3d(
+    ax: Any,
+    positions: Any,
+    atomic_numbers: Any,
+    mask: Any = None,
+    *,
+    bonds: bool = True,
+    title: str | None = None,
+) -> Any:
+    """Draws one molecule on a matplotlib 3D axes (`projection="3d"`).
+
+    Args:
+      ax: a `mpl_toolkits.mplot3d.Axes3D`, e.g. `fig.add_subplot(projection="3d")`.
+      positions: `[N, 3]` coordinates in Angstrom.
+      atomic_numbers: `[N]` atomic numbers (0 = padding).
+      mask: `[N]`, nonzero for real atoms; None: atomic number > 0.
+      bonds: draw the bonds EDM's rule finds (`symdiff_jax.metrics.bond_orders`), one
+        line per bond, line width 1.5 x order.
+      title: optional axes title.
+
+    Returns:
+      `ax`, with one scatter collection for the atoms (none for an empty molecule) and one
+      line per bond in `ax.lines`; axes hidden and a cubic box around the molecule so
+      lengths are not distorted.
+
+    Raises:
+      ValueError: shapes other than `[N, 3]` / `[N]`, or elements outside the bond tables.
+    """
+    x = np.asarray(positions)
+    if x.ndim != 2:
+        raise ValueError(
+            f"draw_molecule_3d draws one molecule: positions must be [N, 3]; got shape "
+            f"{x.shape}. Use molecule_grid_png for a batch."
+        )
+    xb, zb, mb = as_molecule_batch(x, atomic_numbers, mask)
+    keep = np.flatnonzero(mb[0])
+    pts = xb[0, keep].astype(np.float64)
+    z = zb[0, keep]
+    if bonds and len(keep) > 1:
+        orders = _bond_orders_checked(xb, zb, mb, False)[0][np.ix_(keep, keep)]
+        for i, j in zip(*np.nonzero(np.triu(orders, 1)), strict=True):
+            seg = pts[[i, j]]
+            ax.plot(
+                seg[:, 0],
+                seg[:, 1],
+                seg[:, 2],
+                color="#9A9A9A",
+                linewidth=1.5 * int(orders[i, j]),
+                zorder=1,
+            )
+    if len(keep):
+        sizes = np.where(z == 1, HYDROGEN_SIZE, HEAVY_SIZE)
+        ax.scatter(
+            pts[:, 0],
+            pts[:, 1],
+            pts[:, 2],
+            c=atom_colors(z),
+            s=sizes,
+            edgecolors=EDGE_COLOR,
+            linewidths=0.8,
+            depthshade=False,
+            alpha=1.0,
+            zorder=2,
+        )
+        centre = (pts.max(0) + pts.min(0)) / 2
+        half = max(float((pts.max(0) - pts.min(0)).max()) / 2, 1.0) * 1.1
+    else:
+        centre, half = np.zeros(3), 1.0
+        ax.text2D(0.5, 0.5, "(no atoms)", transform=ax.transAxes, ha="center", va="center")
+    ax.set_xlim(centre[0] - half, centre[0] + half)
+    ax.set_ylim(centre[1] - half, centre[1] + half)
+    ax.set_zlim(centre[2] - half, centre[2] + half)
+    ax.set_box_aspect((1, 1, 1))
+    ax.set_axis_off()
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+    return ax
+
+
+def _formula(z: np.ndarray) -> str:
+    """Hill formula (C first, H second, the rest alphabetical) of atomic numbers `z`."""
+    symbols = [ELEMENT_SYMBOLS.get(int(v), f"Z{int(v)}") for v in z]
+    counts = {s: symbols.count(s) for s in set(symbols)}
+    order = [s for s in ("C", "H") if s in counts and "C" in counts]
+    order += sorted(s for s in counts if s not in order)
+    return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order) or "empty"
+
+
+def _grid_shape(count: int, columns: int) -> tuple[int, int]:
+    cols = max(1, min(columns, count))
+    return max(1, math.ceil(count / cols)), cols
+
+
+def _grid_3d(path, x, z, m, rows, cols, panel_size, title) -> str:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    dpi = 100
+    fig = Figure(figsize=(cols * panel_size / dpi, rows * panel_size / dpi), dpi=dpi)
+    FigureCanvasAgg(fig)
+    for b in range(x.shape[0]):
+        ax = fig.add_subplot(rows, cols, b + 1, projection="3d")
+        label = f"{b}: {_formula(z[b][m[b]])}"
+        draw_molecule_3d(ax, x[b], z[b], m[b], title=label)
+    if x.shape[0] == 0:
+        fig.text(0.5, 0.5, "(no molecules)", ha="center", va="center")
+    height = rows * panel_size
+    top_px = 24 + (28 if title is not None else 0)  # room for panel titles (and the title)
+    if title is not None:
+        fig.suptitle(title, y=1 - 6 / height, va="top")
+    fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=max(0.5, 1 - top_px / height))
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=dpi)
+
+    return _atomic_write(path, write, ".png")
+
+
+def _grid_2d(path, x, z, m, rows, cols, panel_size, title) -> str:
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    from symdiff_jax.metrics.rdkit_metrics import _quiet_rdkit
+
+    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    mols, legends = [], []
+    for b, mol in enumerate(molecules_to_rdkit(x, z, m)):
+        if mol.GetBoolProp("sanitized") and mol.GetNumAtoms():
+            frags = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+            frag = max(frags, key=lambda f: f.GetNumAtoms())
+            try:
+                frag = Chem.RemoveHs(frag)
+                legend = f"{b}: {Chem.MolToSmiles(frag)}"
+            except (ValueError, RuntimeError):
+                legend = f"{b}: {Chem.MolToSmiles(frag)}"
+        elif mol.GetNumAtoms():
+            frag = Chem.Mol(mol)
+            legend = f"{b}: invalid"
+        else:  # RDKit draws nothing, not even the legend, for an empty molecule
+            frag = Chem.MolFromSmiles("*")
+            legend = f"{b}: (no atoms)"
+        frag.RemoveAllConformers()
+        mols.append(frag)
+        legends.append(legend)
+    if not mols:
+        mols, legends = [Chem.MolFromSmiles("*")], ["(no molecules)"]
+    if title is not None:
+        legends[0] = f"{title} | {legends[0]}"
+    options = Draw.MolDrawOptions()
+    options.prepareMolsBeforeDrawing = False
+    prepared = []
+    for mol in mols:
+        try:
+            prepared.append(Draw.rdMolDraw2D.PrepareMolForDrawing(mol, kekulize=True))
+        except (ValueError, RuntimeError):
+            prepared.append(Draw.rdMolDraw2D.PrepareMolForDrawing(mol, kekulize=False))
+    image = Draw.MolsToGridImage(
+        prepared,
+        molsPerRow=cols,
+        subImgSize=(panel_size, panel_size),
+        legends=legends,
+        drawOptions=options,
+        returnPNG=True,
+    )
+    data = image if isinstance(image, bytes) else getattr(image, "data", image)
+
+    def write(tmp: str) -> None:
+        if isinstance(data, bytes):
+            with open(tmp, "wb") as f:
+                f.write(data)
+        else:  # a PIL image (older RDKit ignores returnPNG outside notebooks)
+            data.save(tmp, format="PNG")
+
+    return _atomic_write(path, write, ".png")
+
+
+def molecule_grid_png(
+    path: str | os.PathLike,
+    positions: Any,
+    atomic_numbers: Any,
+    mask: Any = None,
+    *,
+    max_molecules: int = 16,
+    columns: int = 4,
+    mode: str = "3d",
+    title: str | None = None,
+    panel_size: int = 300,
+) -> str:
+    """Draws the first molecules of a batch as a grid and saves it as a PNG.
+
+    Args:
+      path: destination `.png` (parent directories are created; written atomically).
+      positions: `[B, N, 3]` (or `[N, 3]`) coordinates in Angstrom (numpy or JAX).
+      atomic_numbers: `[B, N]` (or `[N]`) atomic numbers, 0 = padding.
+      mask: `[B, N]`, nonzero for real atoms; None: atomic number > 0.
+      max_molecules: draw only the first `max_molecules` molecules.
+      columns: panels per row (fewer when fewer molecules are drawn).
+      mode: "3d" (matplotlib 3D scatter + EDM bonds, panel titles `index: formula`) or
+        "2d" (RDKit depiction of the largest fragment, legends `index: SMILES`).
+      title: optional figure title (3d: above the grid; 2d: prefixed to the first legend).
+      panel_size: panel side in pixels.
+
+    Returns:
+      The path written. The image is `rows * panel_size` pixels high and
+      `cols * panel_size` wide, with `cols = min(columns, count)`,
+      `rows = ceil(count / cols)`, `count = min(B, max_molecules)` (one blank panel for an
+      empty batch).
+
+    Raises:
+      ValueError: unknown `mode`, non-positive `max_molecules` / `columns` / `panel_size`,
+        or a bad batch (shapes, elements outside the bond tables).
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}; got {mode!r}.")
+    for name, value in (
+        ("max_molecules", max_molecules),
+        ("columns", columns),
+        ("panel_size", panel_size),
+    ):
+        if int(value) < 1:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
+    x, z, m = x[:max_molecules], z[:max_molecules], m[:max_molecules]
+    rows, cols = _grid_shape(x.shape[0], int(columns))
+    path = Path(path).expanduser()
+    if mode == "3d":
+        return _grid_3d(path, x, z, m, rows, cols, int(panel_size), title)
+    return _grid_2d(path, x, z, m, rows, cols, int(panel_size), title)
+
+
+__all__ = [
+    "ELEMENT_COLORS",
+    "atom_colors",
+    "draw_molecule_3d",
+    "molecule_grid_png",
+]

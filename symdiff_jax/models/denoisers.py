@@ -1,0 +1,115 @@
+"""Noise predictors for molecules: `denoiser(key, x, h, t, mask) -> (eps_x, eps_h)`.
+
+All share one call signature so the diffusion code (losses, VLB, samplers) does
+not care which kind it holds:
+
+- `DiTDenoiser`: SymDiff's `eps_theta` alone, S_N-equivariant but not
+  O(3)-equivariant (the `dit` and `dit_aug` baselines of paper 002).
+- `SymDiffDenoiser`: `eps_theta` symmetrised with a rotation kernel gamma (paper
+  002, eq. 14), `eps_hat = R . eps_theta(R^T . z_t, t)`, `R ~ gamma(. | z_t)`;
+  gamma is Haar (SymDiff-H) or Haar composed with a learned `f_theta` (SymDiff).
+- `EGNNDenoiser`: EDM's E(3)-equivariant dynamics (Hoogeboom et al., 2022).
+
+The key makes the stochastic ones stochastic; deterministic ones ignore it.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from symdiff_jax.groups import remove_com
+from symdiff_jax.models.dit import DiT
+from symdiff_jax.models.egnn import EGNN
+from symdiff_jax.models.gamma_net import GammaNet
+from symdiff_jax.symmetrise import as_kernel, haar_gamma, recursive_gamma, symmetrise
+
+Array = jax.Array
+
+
+class DiTDenoiser(nnx.Module):
+    """A plain DiT noise predictor (no symmetrisation); the key is unused."""
+
+    def __init__(self, eps_net: DiT):
+        self.eps_net = eps_net
+
+    def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
+        del key
+        return self.eps_net(x, h, t, mask)
+
+
+class SymDiffDenoiser(nnx.Module):
+    """`eps_hat = R . eps_theta(R^T . z_t, t)` with `R ~ gamma(. | z_t)` (paper 002, eq. 14).
+
+    Built with `symmetrise(kernel, gamma)` (paper 002, Theorem 1): the S_N-equivariant
+    `eps_theta` becomes S_N x O(3)-equivariant in distribution. Only positions rotate;
+    the feature noise `eps_h` is invariant.
+
+    Args:
+      eps_net: the DiT `eps_theta`.
+      gamma_net: `f_theta` of the learned kernel (`R = R0 . qr(f_theta(R0^T z, eta, t))`),
+        or None for gamma = Haar (SymDiff-H).
+      group: "O3" or "SO3".
+      noise_dims: width of `eta` (must match `gamma_net.noise_dims`).
+    """
+
+    def __init__(
+        self,
+        eps_net: DiT,
+        gamma_net: GammaNet | None = None,
+        *,
+        group: str = "O3",
+        noise_dims: int = 3,
+    ):
+        if gamma_net is not None and gamma_net.noise_dims != noise_dims:
+            raise ValueError(
+                f"noise_dims={noise_dims} does not match gamma_net.noise_dims="
+                f"{gamma_net.noise_dims}."
+            )
+        self.eps_net = eps_net
+        self.gamma_net = gamma_net
+        self.group = group
+        self.noise_dims = noise_dims
+
+    def gamma(self):
+        """The rotation kernel `gamma(key, (x, h), t, mask=mask) -> R [B, 3, 3]`."""
+        if self.gamma_net is None:
+            return haar_gamma(self.group)
+        gamma_net = self.gamma_net
+
+        def f(state, eta, t, mask):
+            return gamma_net(state, eta, t, mask)
+
+        return recursive_gamma(f, self.group, self.noise_dims)
+
+    def rotation(self, key: Array, x: Array, h: Array, t: Array, mask: Array) -> Array:
+        """A draw `R ~ gamma(. | z_t)`, `[B, 3, 3]` (the same one `__call__` uses for `key`)."""
+        return self.gamma()(jax.random.split(key)[0], (x, h), t, mask=mask)
+
+    def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
+        eps_net = self.eps_net
+
+        def kernel(state, t, mask):
+            return eps_net(state[0], state[1], t, mask)
+
+        return symmetrise(as_kernel(kernel), self.gamma())(key, (x, h), t, mask=mask)
+
+
+class EGNNDenoiser(nnx.Module):
+    """EDM's dynamics: `eps_x = x_out - x` (CoM removed), `eps_h = h_out`; key unused.
+
+    The EGNN sees `[h, t]`; its coordinate output minus its input, projected onto the
+    CoM-free subspace, is the position noise (EDM, `EGNN_dynamics_QM9`).
+    """
+
+    def __init__(self, egnn: EGNN):
+        self.egnn = egnn
+
+    def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
+        del key
+        t = jnp.broadcast_to(jnp.asarray(t, x.dtype).reshape(-1), x.shape[:1])
+        x_out, h_out = self.egnn(x, h, mask, t)
+        m = mask.astype(x.dtype)[..., None]
+        eps_x = remove_com((x_out - x) * m, mask)
+        return eps_x, h_out * m

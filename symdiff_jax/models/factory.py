@@ -1,0 +1,89 @@
+"""Builds the molecule denoiser of a config (`config.model`), for every paper variant.
+
+`model.kind`:
+  - "dit": a plain DiT (`dit`, and `dit_aug` with augmentation in the loss);
+  - "symdiff_h": the DiT symmetrised with gamma = Haar (SymDiff-H);
+  - "symdiff": the DiT symmetrised with the learned gamma (SymDiff, SymDiff*);
+  - "edm": EDM's EGNN dynamics.
+"""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from symdiff_jax.models.denoisers import DiTDenoiser, EGNNDenoiser, SymDiffDenoiser
+from symdiff_jax.models.dit import DiT
+from symdiff_jax.models.egnn import EGNN
+from symdiff_jax.models.gamma_net import GammaNet
+
+KINDS = ("dit", "symdiff_h", "symdiff", "edm")
+
+
+def build_dit(m, num_features: int, rngs: nnx.Rngs) -> DiT:
+    """The eps-network `eps_theta` from `model.{hidden, depth, heads, ...}`."""
+    return DiT(
+        num_features,
+        hidden=m.hidden,
+        depth=m.depth,
+        heads=m.heads,
+        mlp_ratio=m.mlp_ratio,
+        node_embed=m.node_embed,
+        num_gaussians=m.num_gaussians,
+        mlp=m.mlp,
+        rngs=rngs,
+    )
+
+
+def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
+    """`f_theta` from `model.gamma.*`, sharing the DiT's distance embedding if asked."""
+    g = m.gamma
+    shared = dit.distance_embedding if g.share_distance_embedding else None
+    return GammaNet(
+        hidden=g.hidden,
+        depth=g.depth,
+        heads=g.heads,
+        mlp_ratio=g.mlp_ratio,
+        decoder_hidden=g.decoder_hidden,
+        noise_dims=g.noise_dims,
+        dist_embed=m.hidden - m.node_embed,
+        num_gaussians=m.num_gaussians,
+        distance_embedding=shared,
+        mlp=m.mlp,
+        rngs=rngs,
+    )
+
+
+def build_egnn(m, num_features: int, rngs: nnx.Rngs) -> EGNN:
+    """EDM's EGNN from `model.egnn.*`."""
+    e = m.egnn
+    return EGNN(
+        num_features,
+        hidden=e.hidden,
+        num_layers=e.num_layers,
+        inv_sublayers=e.inv_sublayers,
+        attention=e.attention,
+        tanh=e.tanh,
+        coords_range=e.coords_range,
+        norm_constant=e.norm_constant,
+        aggregation=e.aggregation,
+        normalization_factor=e.normalization_factor,
+        condition_time=True,
+        rngs=rngs,
+    )
+
+
+def build_denoiser(model_config, num_features: int, key: jax.Array) -> nnx.Module:
+    """The denoiser `(key, x, h, t, mask) -> (eps_x, eps_h)` described by `model_config`."""
+    kind = model_config.kind
+    if kind not in KINDS:
+        raise ValueError(f"model.kind must be one of {KINDS}; got {kind!r}.")
+    rngs = nnx.Rngs(params=key)
+    if kind == "edm":
+        return EGNNDenoiser(build_egnn(model_config, num_features, rngs))
+    dit = build_dit(model_config, num_features, rngs)
+    if kind == "dit":
+        return DiTDenoiser(dit)
+    gamma_net = build_gamma_net(model_config, dit, rngs) if kind == "symdiff" else None
+    noise_dims = model_config.gamma.noise_dims if gamma_net is not None else 3
+    return SymDiffDenoiser(dit, gamma_net, group=model_config.group, noise_dims=noise_dims)

@@ -1,0 +1,145 @@
+"""The host-side training loop: steps, logging, evaluation, checkpoints, NaN guard.
+
+`fit` drives a compiled `step_fn(state, batch, key) -> (state, metrics)` (see
+`symdiff_jax.train.step`) over a batch iterator that starts at the state's step, so
+a run restored from a checkpoint continues exactly where it stopped. The step keeps
+the old state when a loss or gradient is not finite; `fit` checks that flag before
+every log, evaluation and checkpoint and stops with `NonFiniteLossError` naming the
+first bad step, so no checkpoint ever holds a state that came after a NaN.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+from absl import logging
+
+from symdiff_jax.train.state import TrainState
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training step produced a NaN/Inf loss or gradient."""
+
+
+def _mean_metrics(buffer: list[dict[str, Any]]) -> dict[str, float]:
+    host = jax.device_get(buffer)
+    keys = [k for k in host[0] if k != "finite"]
+    return {f"train/{k}": float(np.mean([h[k] for h in host])) for k in keys}
+
+
+def _check_finite(buffer: list[dict[str, Any]], first_step: int, checkpointer) -> None:
+    flags = np.asarray(jax.device_get([m["finite"] for m in buffer]))
+    bad = np.flatnonzero(flags < 0.5)
+    if bad.size:
+        step = first_step + int(bad[0])
+        last = checkpointer.latest_step() if checkpointer is not None else None
+        raise NonFiniteLossError(
+            f"Non-finite loss or gradient at step {step} (the update was skipped). "
+            f"The last checkpoint (step {last}) was written before it and is kept. Lower "
+            "the learning rate, check the data, or resume from that checkpoint."
+        )
+
+
+def fit(
+    state: TrainState,
+    step_fn: Callable[[TrainState, Any, jax.Array], tuple[TrainState, Mapping[str, Any]]],
+    batches: Iterator[Any],
+    key: jax.Array,
+    *,
+    num_steps: int,
+    writer=None,
+    checkpointer=None,
+    log_every: int = 100,
+    checkpoint_every: int = 0,
+    eval_every: int = 0,
+    eval_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
+    sample_every: int = 0,
+    sample_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
+    progress: bool = True,
+) -> tuple[TrainState, dict[str, float]]:
+    """Trains from `state.step` to `num_steps`.
+
+    Args:
+      state: the starting state (step 0 or restored).
+      step_fn: the compiled train step.
+      batches: yields the batch of step `state.step`, then the next, ...
+      key: the run's base key (the step folds in the step number).
+      num_steps: the total number of steps of the run.
+      writer: a `MetricWriter` (or None).
+      checkpointer: a `Checkpointer` (or None).
+      log_every: steps between logged training means.
+      checkpoint_every: steps between checkpoints (0: only the final one).
+      eval_every: steps between `eval_fn` calls (0: never during training); its
+        metrics (e.g. `val/nll`) go to the writer and the checkpoint saved with them.
+      eval_fn: `state -> {name: value}`.
+      sample_every: steps between `sample_fn` calls (0: never).
+      sample_fn: `state -> {name: value}` (e.g. stability of a few samples).
+      progress: show a tqdm progress bar.
+
+    Returns:
+      `(state, last)`: the final state and the last logged means (`train/loss`, ...,
+      `train/steps_per_s`) merged with the last evaluation.
+
+    Raises:
+      NonFiniteLossError: a step had a NaN/Inf loss or gradient.
+    """
+    start = int(jax.device_get(state.step))
+    bar = None
+    if progress and start < num_steps:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=num_steps, initial=start, desc="train", dynamic_ncols=True)
+    last: dict[str, float] = {}
+    buffer: list[dict[str, Any]] = []
+    window_start, window_first = time.perf_counter(), start
+
+    def every(n: int, step: int) -> bool:
+        return n > 0 and step % n == 0
+
+    for step in range(start + 1, num_steps + 1):
+        state, metrics = step_fn(state, next(batches), key)
+        buffer.append(metrics)
+        is_last = step == num_steps
+        flush = every(log_every, step) or is_last
+        evaluate = eval_fn is not None and (every(eval_every, step) or is_last)
+        sample = sample_fn is not None and every(sample_every, step)
+        save = checkpointer is not None and (every(checkpoint_every, step) or is_last)
+        if not (flush or evaluate or sample or save):
+            if bar is not None:
+                bar.update(1)
+            continue
+        _check_finite(buffer, window_first + 1, checkpointer)
+        means = _mean_metrics(buffer)
+        elapsed = time.perf_counter() - window_start
+        means["train/steps_per_s"] = len(buffer) / max(elapsed, 1e-9)
+        buffer, window_start, window_first = [], time.perf_counter(), step
+        last.update(means)
+        extra: dict[str, float] = {}
+        if evaluate:
+            extra.update(eval_fn(state))
+        if sample:
+            extra.update(sample_fn(state))
+        last.update(extra)
+        if writer is not None:
+            writer.write_scalars(step, {**means, **extra})
+        if save:
+            checkpointer.save(step, state, metrics=extra or None)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{means['train/loss']:.4f}", it_s=f"{means['train/steps_per_s']:.2f}"
+            )
+        else:
+            logging.info(
+                "step %d: %s", step, {k: round(v, 5) for k, v in {**means, **extra}.items()}
+            )
+        window_start = time.perf_counter()
+    if bar is not None:
+        bar.close()
+    if checkpointer is not None:
+        checkpointer.wait_until_finished()
+    return state, last
