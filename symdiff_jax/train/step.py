@@ -76,7 +76,7 @@ def train_step(
     finite = _all_finite(metrics["loss"]) & _all_finite(grads)
     new = TrainState(state.step + 1, params, opt_state, ema)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-    metrics = dict(metrics, grad_norm=optax.global_norm(grads), finite=finite.astype(jnp.float32))
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads), finite=finite.astype(jnp.float32))
     return new, metrics
 
 
