@@ -13,7 +13,7 @@ recompilations under `jax.jit`: keep the buckets few).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -153,6 +153,7 @@ def batch_iterator(
     num_epochs: int | None = 1,
     start_epoch: int = 0,
     center: bool = True,
+    features: Callable[[np.ndarray, np.ndarray], np.ndarray] = featurise,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Yields padded numpy batches of molecules.
 
@@ -172,10 +173,12 @@ def batch_iterator(
       start_epoch: index of the first epoch (for resuming).
       center: subtract each molecule's mean position over its real atoms (EDM removes the
         centre of mass before diffusion); padded rows stay zero.
+      features: `(charges, mask) -> h`, the atom features of a batch (default: QM9's
+        `featurise`; e.g. `geom_features` for GEOM-Drugs).
 
     Yields:
       dicts with `positions [B, n, 3]` float32, `charges [B, n]` int32, `mask [B, n]`
-      float32, `h [B, n, 6]` float32 scaled features (`featurise`), `num_atoms [B]`
+      float32, `h [B, n, F]` float32 scaled features (`features`), `num_atoms [B]`
       int32, the other per-molecule arrays, and `epoch` (int); `n` = `N` or the bucket size.
 
     Raises:
@@ -215,7 +218,7 @@ def batch_iterator(
                 "positions": x,
                 "charges": z,
                 "mask": mask,
-                "h": featurise(z, mask),
+                "h": np.asarray(features(z, mask), np.float32),
                 "num_atoms": n_atoms[idx].astype(np.int32),
                 **{k: v[idx] for k, v in extra.items()},
                 "epoch": epoch,

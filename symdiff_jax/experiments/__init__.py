@@ -11,6 +11,7 @@ import importlib
 from types import ModuleType
 
 EXPERIMENTS = {
+    "geom_drugs": "symdiff_jax.experiments.qm9",
     "qm9": "symdiff_jax.experiments.qm9",
     "toy_1d": "symdiff_jax.experiments.toy_1d",
     "toy_2d": "symdiff_jax.experiments.toy_2d",

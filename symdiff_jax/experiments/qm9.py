@@ -1,4 +1,4 @@
-"""QM9 molecule generation with SymDiff and its baselines (paper 002, section 4.1).
+"""Molecule generation with SymDiff and its baselines: QM9 and GEOM-Drugs (paper 002, 4.1-4.2).
 
 `run(config, workdir)` trains the configured denoiser (`symdiff_jax.experiments.qm9_config`)
 with checkpoints and exact resume, then samples with the EMA parameters and scores the
@@ -26,9 +26,7 @@ from absl import logging
 from flax import nnx
 
 from symdiff_jax.data import (
-    ATOM_TYPES,
     batch_iterator,
-    load_qm9,
     num_atoms_log_prob,
     num_batches,
     sample_num_atoms,
@@ -36,6 +34,7 @@ from symdiff_jax.data import (
 )
 from symdiff_jax.diffusion import get_schedule, polynomial_schedule
 from symdiff_jax.diffusion.molecules import (
+    QM9_FEATURES,
     FeatureSpec,
     molecules_from_batch,
     nll_terms,
@@ -43,6 +42,7 @@ from symdiff_jax.diffusion.molecules import (
     training_losses,
 )
 from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.experiments.molecule_data import MoleculeDataset, get_dataset
 from symdiff_jax.metrics import rdkit_metrics, stability
 from symdiff_jax.models.factory import build_denoiser
 from symdiff_jax.train import Checkpointer, MetricWriter
@@ -56,7 +56,6 @@ from symdiff_jax.train.state import (
 )
 from symdiff_jax.train.step import make_eval_step, make_train_step
 
-SPEC = FeatureSpec()  # QM9: one-hot H, C, N, O, F + atomic number; scales 4 and 10.
 DEVICE_KEYS = ("positions", "h", "charges", "mask")
 
 
@@ -74,21 +73,27 @@ def make_schedule(config) -> Schedule:
 
 def build_model(config, key: jax.Array) -> nnx.Module:
     """The denoiser of `config.model`."""
-    return build_denoiser(config.model, SPEC.num_features, key)
+    return build_denoiser(config.model, dataset_of(config).spec.num_features, key)
+
+
+def dataset_of(config) -> MoleculeDataset:
+    """The dataset named by `config.data.dataset` (default QM9)."""
+    return get_dataset(config.data.get("dataset", "qm9"))
 
 
 def make_loss_fn(config, schedule: Schedule):
     """`(model, batch, key) -> {"loss": [B], ...}`: SymDiff's objective (eq. 14)."""
     d = config.diffusion
+    spec = dataset_of(config).spec
 
     def loss_fn(model, batch, key):
         return training_losses(
             model,
             key,
-            molecules_from_batch(batch, SPEC),
+            molecules_from_batch(batch, spec),
             schedule,
             num_steps=d.num_steps,
-            spec=SPEC,
+            spec=spec,
             x_target=d.x_target,
             target_group=d.target_group,
             augment_group=d.augment_group or None,
@@ -101,8 +106,10 @@ def make_loss_fn(config, schedule: Schedule):
 def make_nll_fn(config, schedule: Schedule, histogram: np.ndarray):
     """`(model, batch, key) -> {"nll": [B], ...}`: the VLB estimate with `log p(N)`."""
 
+    spec = dataset_of(config).spec
+
     def nll_fn(model, batch, key):
-        mol = molecules_from_batch(batch, SPEC)
+        mol = molecules_from_batch(batch, spec)
         n = jnp.sum(mol.mask, -1).astype(jnp.int32)
         return nll_terms(
             model,
@@ -110,7 +117,7 @@ def make_nll_fn(config, schedule: Schedule, histogram: np.ndarray):
             mol,
             schedule,
             num_steps=config.diffusion.num_steps,
-            spec=SPEC,
+            spec=spec,
             log_prob_num_atoms=num_atoms_log_prob(histogram, n),
         )
 
@@ -130,11 +137,8 @@ def _subset(data: dict[str, np.ndarray], count: int, seed: int) -> dict[str, np.
 
 
 def load_split(config, split: str, max_molecules: int = 0) -> dict[str, np.ndarray]:
-    """One QM9 split from `config.data`, optionally a fixed random subset."""
-    data = load_qm9(
-        split, source=config.data.source or None, cache_dir=config.data.cache_dir or None
-    )
-    return _subset(data, max_molecules, config.seed)
+    """One split of the config's dataset, optionally a fixed random subset."""
+    return _subset(dataset_of(config).load(split, config.data), max_molecules, config.seed)
 
 
 def train_batches(train: dict, config, start_step: int) -> Iterator[dict[str, jax.Array]]:
@@ -158,6 +162,7 @@ def train_batches(train: dict, config, start_step: int) -> Iterator[dict[str, ja
         bucket_sizes=buckets,
         num_epochs=None,
         start_epoch=epoch,
+        features=dataset_of(config).featurise,
     )
     return (to_device(b) for b in itertools.islice(it, offset, None))
 
@@ -270,18 +275,22 @@ def load_pretrained_eps(path: str, params):
 # ----------------------------------------------------------------------------- sampling
 
 
-def atomic_numbers_from_one_hot(one_hot: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def atomic_numbers_from_one_hot(
+    one_hot: np.ndarray, mask: np.ndarray, atom_types=(1, 6, 7, 8, 9)
+) -> np.ndarray:
     """Atomic numbers `[B, N]` from sampled one-hot types (0 on padded rows)."""
-    z = np.asarray(ATOM_TYPES)[np.argmax(np.asarray(one_hot), axis=-1)]
+    z = np.asarray(atom_types)[np.argmax(np.asarray(one_hot), axis=-1)]
     return (z * (np.asarray(mask) > 0)).astype(np.int32)
 
 
 @functools.lru_cache(maxsize=8)
-def _compiled_sampler(graphdef, schedule: Schedule, num_steps: int, sampler: str):
+def _compiled_sampler(
+    graphdef, schedule: Schedule, num_steps: int, sampler: str, spec: FeatureSpec
+):
     def sample(params, key, mask):
         model = nnx.merge(graphdef, params)
         return sample_molecules(
-            model, key, mask, schedule, num_steps=num_steps, spec=SPEC, sampler=sampler
+            model, key, mask, schedule, num_steps=num_steps, spec=spec, sampler=sampler
         )
 
     return jax.jit(sample)
@@ -300,13 +309,15 @@ def sample_molecules_batched(
     sampler: str = "ancestral",
     max_atoms: int = 29,
     progress: bool = False,
+    spec: FeatureSpec = QM9_FEATURES,
+    atom_types: tuple[int, ...] = (1, 6, 7, 8, 9),
 ) -> dict[str, np.ndarray]:
     """`num_samples` molecules with sizes from `histogram`, in compiled batches.
 
     Returns numpy `positions [S, N, 3]`, `atomic_numbers [S, N]`, `charges [S, N]`,
     `mask [S, N]`, `num_atoms [S]`.
     """
-    fn = _compiled_sampler(graphdef, schedule, int(num_steps), sampler)
+    fn = _compiled_sampler(graphdef, schedule, int(num_steps), sampler, spec)
     out: dict[str, list] = {"positions": [], "atomic_numbers": [], "charges": [], "mask": []}
     batches = range(0, num_samples, batch_size)
     if progress:
@@ -321,7 +332,9 @@ def sample_molecules_batched(
         take = min(batch_size, num_samples - start)
         m = np.asarray(s["mask"])[:take]
         out["positions"].append(np.asarray(s["positions"])[:take])
-        out["atomic_numbers"].append(atomic_numbers_from_one_hot(s["one_hot"][:take], m))
+        out["atomic_numbers"].append(
+            atomic_numbers_from_one_hot(s["one_hot"][:take], m, atom_types)
+        )
         out["charges"].append(np.asarray(s["charges"])[:take])
         out["mask"].append(m)
     result = {k: np.concatenate(v) for k, v in out.items()}
@@ -372,13 +385,18 @@ def validation_nll(nll_step, params, batches: list[dict], key: jax.Array) -> flo
     return total / max(count, 1)
 
 
-def fixed_batches(data: dict, batch_size: int) -> list[dict[str, jax.Array]]:
-    """Every molecule once, in order, padded to full batches of `batch_size`."""
-    return [
-        to_device(b)
-        for b in batch_iterator(data, batch_size, shuffle=False, drop_remainder=False)
-        if len(b["num_atoms"]) == batch_size
-    ] or [to_device(next(batch_iterator(data, batch_size, shuffle=False, drop_remainder=False)))]
+def fixed_batches(data: dict, batch_size: int, features=None) -> list[dict[str, jax.Array]]:
+    """Every full batch of `batch_size` molecules, in order (or the one short batch).
+
+    `features`: the dataset's featuriser (default: QM9's).
+    """
+    kw = {} if features is None else {"features": features}
+
+    def batches():
+        return batch_iterator(data, batch_size, shuffle=False, drop_remainder=False, **kw)
+
+    full = [to_device(b) for b in batches() if len(b["num_atoms"]) == batch_size]
+    return full or [to_device(next(batches()))]
 
 
 # ----------------------------------------------------------------------------- the run
@@ -415,7 +433,18 @@ def run(config, workdir: str) -> dict[str, Any]:
         ema_warmup=config.optim.ema_warmup,
     )
     nll_step = make_eval_step(graphdef, make_nll_fn(config, schedule, histogram))
-    valid_batches = fixed_batches(valid, min(config.batch_size, len(valid["num_atoms"])))
+    dataset = dataset_of(config)
+    valid_batches = fixed_batches(
+        valid, min(config.batch_size, len(valid["num_atoms"])), dataset.featurise
+    )
+    sample_kw = dict(
+        schedule=schedule,
+        num_steps=config.sample.num_steps,
+        sampler=config.sample.sampler,
+        max_atoms=config.data.max_atoms,
+        spec=dataset.spec,
+        atom_types=dataset.atom_types,
+    )
 
     def eval_fn(s: TrainState) -> dict[str, float]:
         return {"val/nll": validation_nll(nll_step, s.ema_params, valid_batches, k_eval)}
@@ -427,11 +456,8 @@ def run(config, workdir: str) -> dict[str, Any]:
             jax.random.fold_in(k_sample, s.step),
             histogram,
             config.train.num_progress_samples,
-            schedule=schedule,
-            num_steps=config.sample.num_steps,
             batch_size=min(config.sample.batch_size, config.train.num_progress_samples),
-            sampler=config.sample.sampler,
-            max_atoms=config.data.max_atoms,
+            **sample_kw,
         )
         st = stability(samples["positions"], samples["atomic_numbers"], samples["mask"])
         return {f"progress/{k}": float(v) for k, v in st.items()}
@@ -472,12 +498,9 @@ def run(config, workdir: str) -> dict[str, Any]:
             k_sample,
             histogram,
             config.evaluate.num_samples,
-            schedule=schedule,
-            num_steps=config.sample.num_steps,
             batch_size=min(config.sample.batch_size, config.evaluate.num_samples),
-            sampler=config.sample.sampler,
-            max_atoms=config.data.max_atoms,
             progress=config.train.progress_bar,
+            **sample_kw,
         )
         metrics["sample_time_s"] = time.time() - t_eval
         metrics["num_samples"] = config.evaluate.num_samples

@@ -85,6 +85,7 @@ def _base(variant: str) -> ml_collections.ConfigDict:
     c.model = _model(kind.get(variant, variant))
 
     c.data = ml_collections.ConfigDict()
+    c.data.dataset = "qm9"  # or "geom_drugs" (symdiff_jax.experiments.molecule_data)
     c.data.source = ""  # "" = the qm9pack wheel; or an EDM npz directory / GDB-9 tarball
     c.data.cache_dir = ""  # "" = ~/.cache/symdiff_jax/qm9
     c.data.max_train = 0  # 0 = the whole train split; else the first k (of a fixed shuffle)
@@ -209,4 +210,22 @@ def qm9_config(variant: str, size: str | None = None) -> ml_collections.ConfigDi
         _small(c)
     elif size == "smoke":
         _smoke(c)
+    return c
+
+
+# GEOM-Drugs train split: 5,538,014 conformers (EDM's split of 6,922,516); 55 epochs.
+_GEOM_TRAIN = 5_538_014
+
+
+def geom_config(size: str | None = None) -> ml_collections.ConfigDict:
+    """SymDiff on GEOM-Drugs (paper 002, Table 4) at a size ("" / None, "small", "smoke")."""
+    c = qm9_config("symdiff", size)
+    c.experiment = "geom_drugs"
+    c.variant = "geom_symdiff"
+    c.data.dataset = "geom_drugs"
+    c.data.max_atoms = 181
+    c.data.bucket_sizes = ()
+    c.optim.learning_rate = 1e-4 if not size else c.optim.learning_rate
+    if not size:
+        c.num_train_steps = 55 * (_GEOM_TRAIN // 256)
     return c

@@ -305,7 +305,7 @@ def evaluate_molecules(
     """`conformer_metrics` for many molecules, spread over CPU processes.
 
     Each molecule is one job: its conformers are stripped of hydrogens in this process, sent
-    to a worker as RDKit binary strings (`Mol.ToBinary`), and the worker fills the RMSD
+    to a worker as RDKit binary strings (`Mol.ToBinary`, float64 coordinates), and the worker fills the RMSD
     matrix. Workers are started with the "spawn" method (safe next to a multithreaded JAX
     runtime). Summarise with `summarise(evaluate_molecules(...))`.
 
@@ -325,6 +325,10 @@ def evaluate_molecules(
     """
     from tqdm.auto import tqdm
 
+    Chem, _ = _rdkit()
+    # RDKit's default binary form (also used by pickle) stores coordinates as float32,
+    # which shifts RMSDs by ~1e-8; keep float64 so parallel == serial exactly.
+    coords = Chem.PropertyPickleOptions.CoordsAsDouble
     t = _check_thresholds(thresholds)
     pairs = list(pairs)
     if not pairs:
@@ -343,8 +347,8 @@ def evaluate_molecules(
         jobs.append(
             (
                 index,
-                [m.ToBinary() for m in _strip(generated, True)],
-                [m.ToBinary() for m in _strip(references, True)],
+                [m.ToBinary(coords) for m in _strip(generated, True)],
+                [m.ToBinary(coords) for m in _strip(references, True)],
                 t,
                 max_matches,
             )

@@ -16,6 +16,7 @@ from symdiff_jax.data.geom_drugs import (
     geom_features,
     load_geom_drugs,
 )
+from symdiff_jax.testing.fake_data import write_fake_geom_drugs
 
 # EDM's configs/datasets_config.py, geom_with_h: atom_encoder / atomic_nb / max_n_nodes.
 EDM_ATOMIC_NB = [1, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 33, 35, 53, 80, 83]
@@ -39,40 +40,8 @@ EDM_DECODER = [
 ]
 
 
-def make_geom_dir(
-    tmp_path, *, num_molecules=9, conformations=3, seed=0, sizes=(4, 12), id_offset=0
-):
-    """Writes a small GEOM-Drugs build in EDM's format and returns its ground truth.
-
-    Mirrors `build_geom_dataset.extract_conformers`: for each SMILES keep the (up to)
-    `conformations` lowest-energy conformers, give every kept conformer a fresh id, stack
-    rows `[id, Z, x, y, z]` as float64; write the per-conformer atom counts and one SMILES
-    per molecule. Molecules have 1..conformations+1 conformers before the cut. Ids start
-    at `id_offset` (EDM's start at 0; the loader must only look at where they change).
-    """
-    rng = np.random.RandomState(seed)
-    rows, counts, smiles, truth = [], [], [], []
-    conf_id = 0
-    for mol in range(num_molecules):
-        n = rng.randint(sizes[0], sizes[1] + 1)
-        z = rng.choice(EDM_ATOMIC_NB, size=n)
-        z[0] = 6
-        energies = rng.randn(rng.randint(1, conformations + 2))
-        for k in np.argsort(energies)[:conformations]:
-            xyz = rng.randn(n, 3) * 2.0 + 0.1 * k
-            cid = conf_id + id_offset
-            rows.append(np.hstack([np.full((n, 1), float(cid)), z[:, None], xyz]))
-            counts.append(n)
-            truth.append({"id": cid, "z": z.copy(), "xyz": xyz})
-            conf_id += 1
-        smiles.append("C" * (mol + 1))
-    table = np.vstack(rows).astype(float)
-    np.save(tmp_path / f"geom_drugs_{conformations}.npy", table)
-    np.save(tmp_path / f"geom_drugs_n_{conformations}.npy", np.array(counts))
-    (tmp_path / "geom_drugs_smiles.txt").write_text("".join(s + "\n" for s in smiles))
-    perm = np.random.RandomState(seed + 1).permutation(conf_id).astype("int32")
-    np.save(tmp_path / "geom_permutation.npy", perm)
-    return {"conformers": truth, "perm": perm, "table": table, "smiles": smiles}
+def make_geom_dir(tmp_path, **kwargs):
+    return write_fake_geom_drugs(tmp_path, **kwargs)
 
 
 def edm_reference_split(table, perm, val_proportion=0.1, test_proportion=0.1):

@@ -97,7 +97,7 @@ def test_reverse_kernel_of_the_plain_dit_is_not_equivariant(key):
 
 
 def batch_of(seeds, masks):
-    xs, hs, qs = zip(*(molecule(s, m) for s, m in zip(seeds, masks, strict=True)))
+    xs, hs, qs = zip(*(molecule(s, m) for s, m in zip(seeds, masks, strict=True)), strict=True)
     return {
         "positions": jnp.stack(xs),
         "h": jnp.stack(hs),
