@@ -14,16 +14,12 @@ run's config (`config.evaluate.num_samples`, `config.sample.*`, `config.seed`).
 from __future__ import annotations
 
 import os
-import sys
 
-# XLA:CPU's multi-threaded Eigen pool can wedge on large vmapped graphs with LAPACK
-# calls; the single-threaded pool avoids it (set XLA_FLAGS yourself to override).
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
+from symdiff_jax.experiments import runtime
 
-from absl import app, flags
+runtime.use_single_threaded_eigen()
+
+from absl import app, flags  # noqa: E402 (after the XLA flags)
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.", required=True)
 _NUM_SAMPLES = flags.DEFINE_integer(
@@ -41,7 +37,9 @@ _CHECKPOINT = flags.DEFINE_string(
 )
 _OUT = flags.DEFINE_string("out", None, "Output directory (default: <workdir>/samples_<tag>).")
 _BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size", None, "Molecules per compiled batch (default: config.sample.batch_size).",
+    "batch_size",
+    None,
+    "Molecules per compiled batch (default: config.sample.batch_size).",
     lower_bound=1,
 )
 _PICTURE = flags.DEFINE_boolean("picture", True, "Also draw samples.png.")
@@ -53,18 +51,13 @@ def main(argv) -> None:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from symdiff_jax.experiments import evaluation
     from symdiff_jax.experiments.io import write_json
-    from symdiff_jax.train import CheckpointError
 
-    evaluation.quiet_library_logs()
-    evaluation.enable_compilation_cache()
+    runtime.quiet_library_logs()
+    runtime.enable_compilation_cache()
     import jax
 
     workdir = _WORKDIR.value
-    try:
-        run = evaluation.load_run(workdir, _CHECKPOINT.value)
-    except (FileNotFoundError, CheckpointError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(1)
+    run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
     config = run.config
     num_samples = _NUM_SAMPLES.value or config.evaluate.num_samples
     num_steps = _NUM_STEPS.value or config.sample.num_steps

@@ -13,15 +13,12 @@ from __future__ import annotations
 import os
 import time
 
-# XLA:CPU's multi-threaded Eigen pool can wedge on large vmapped graphs with LAPACK
-# calls; the single-threaded pool avoids it (set XLA_FLAGS yourself to override).
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
+from symdiff_jax.experiments import runtime
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+runtime.use_single_threaded_eigen()
+
+from absl import app, flags, logging  # noqa: E402 (after the XLA flags)
+from ml_collections import config_flags  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_CONFIG = os.path.join(_REPO, "configs", "default.py")
@@ -39,18 +36,6 @@ def default_workdir(config_path: str) -> str:
     path, _, variant = config_path.partition(":")
     stem = os.path.splitext(os.path.basename(path))[0]
     return os.path.join("workdirs", f"{stem}_{variant}" if variant else stem)
-
-
-def enable_compilation_cache() -> None:
-    """Persistent XLA compilation cache: later processes skip most compile time."""
-    import jax
-
-    cache = os.environ.get(
-        "SYMDIFF_JAX_CACHE",
-        os.path.join(os.path.expanduser("~"), ".cache", "symdiff_jax", "jax_cache"),
-    )
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 def _flat_keys(config, prefix: str = "") -> list[str]:
@@ -91,25 +76,14 @@ def parse_flags(argv):
         ) from err
 
 
-def quiet_library_logs() -> None:
-    """Keeps Orbax's per-save INFO lines out of the run's log (warnings still show)."""
-    import logging as std_logging
-
-    class _DropOrbaxInfo(std_logging.Filter):
-        def filter(self, record):
-            return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-    logging.get_absl_handler().addFilter(_DropOrbaxInfo())
-
-
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    quiet_library_logs()
+    runtime.quiet_library_logs()
     from symdiff_jax.experiments import get_experiment
     from symdiff_jax.experiments.io import write_config, write_metrics
 
-    enable_compilation_cache()
+    runtime.enable_compilation_cache()
     config = _CONFIG.value
     if "experiment" not in config:
         raise ValueError(

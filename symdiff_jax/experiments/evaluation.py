@@ -82,8 +82,9 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
       The `RestoredRun` (config from `<workdir>/config.json`, the restored step).
 
     Raises:
-      WorkdirError: the workdir, its config.json or its checkpoints are missing, or it is not
-        a QM9 run; the message says how to train one.
+      FileNotFoundError: (`WorkdirError` or `qm9.load_config_json`'s) the workdir, its
+        config.json or its checkpoints are missing, or it is not a QM9 run; the message
+        says how to train one.
       ValueError: a malformed `checkpoint`.
       symdiff_jax.train.CheckpointError: the checkpoint exists but cannot be restored
         (damaged files, unknown step, no best step, a config that no longer matches).
@@ -95,13 +96,8 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
             f"Workdir {workdir!r} does not exist. Train a QM9 model into it first: "
             f"`{_train_command(workdir)}`."
         )
-    if not os.path.exists(os.path.join(workdir, "config.json")):
-        raise WorkdirError(
-            f"No config.json in {workdir!r}: not a training workdir (or training never "
-            f"started). Train first with `{_train_command(workdir)}`."
-        )
-    config = qm9.load_config_json(workdir)
-    if config.get("experiment") != "qm9":
+    config = qm9.load_config_json(workdir)  # FileNotFoundError without config.json
+    if config.get("experiment") not in ("qm9", "geom_drugs"):
         raise WorkdirError(
             f"Workdir {workdir!r} holds a {config.get('experiment')!r} run; sampling and "
             "evaluation support QM9 runs only (configs/qm9_<variant>.py)."
@@ -113,10 +109,12 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
         raise WorkdirError(
             f"No checkpoints in {directory}: the run in {workdir!r} has not saved one yet "
             f"(it saves every config.train.checkpoint_every = "
-            f"{config.train.checkpoint_every} steps and at the end). Train or resume it with "
+            f"{config.train.checkpoint_every} steps). Train or resume it with "
             f"`{_train_command(workdir, config.get('variant', '<variant>'))}`."
         )
-    config, graphdef, state = qm9.restore_workdir(workdir, best=best, step=step)
+    graphdef, target = qm9.abstract_state(config)
+    with Checkpointer(directory) as ckpt:
+        state = ckpt.restore(target, step=step, best=best)
     return RestoredRun(
         workdir=workdir,
         config=config,
@@ -344,7 +342,7 @@ def format_table(metrics: Mapping[str, Any], prefix: str = PREFIX) -> str:
         for k in metrics
         if k.startswith(prefix)
         and "/" not in k[len(prefix) :]
-        and not k.endswith("_std")
+        and not k.endswith(("_std", "_s"))
         and k[len(prefix) :] not in names
         and isinstance(metrics[k], float)
     )
@@ -360,24 +358,23 @@ def format_table(metrics: Mapping[str, Any], prefix: str = PREFIX) -> str:
 # ----------------------------------------------------------------------------- CLI helpers
 
 
-def enable_compilation_cache() -> None:
-    """The persistent XLA compilation cache `experiments.train` uses (`$SYMDIFF_JAX_CACHE`)."""
-    cache = os.environ.get(
-        "SYMDIFF_JAX_CACHE",
-        os.path.join(os.path.expanduser("~"), ".cache", "symdiff_jax", "jax_cache"),
-    )
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+def load_run_or_exit(workdir: str, checkpoint: str) -> RestoredRun:
+    """`load_run` for the command lines: a user error prints `error: ...` and exits with 1.
 
+    Nothing is written before the run is restored, so a failure leaves the workdir as it was.
+    """
+    import sys
 
-def quiet_library_logs() -> None:
-    """Keeps Orbax's INFO lines out of the absl log (warnings still show)."""
-    import logging as std_logging
+    from symdiff_jax.train import CheckpointError
 
-    from absl import logging
-
-    class _DropOrbaxInfo(std_logging.Filter):
-        def filter(self, record):
-            return record.levelno >= std_logging.WARNING or "/orbax/" not in record.pathname
-
-    logging.get_absl_handler().addFilter(_DropOrbaxInfo())
+    try:
+        return load_run(workdir, checkpoint)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+    except CheckpointError as err:
+        print(
+            f"error: {err}\nWith this command, pass --checkpoint <step> (or best) to use "
+            "another checkpoint of the run.",
+            file=sys.stderr,
+        )
+    sys.exit(1)

@@ -214,30 +214,44 @@ def load_config_json(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
+def init_params(config, key: jax.Array):
+    """`(graphdef, params)` of the config's model, the parameters made in one compiled call.
+
+    Eager initialisation of an NNX module runs op by op (seconds on CPU even for small
+    models); the structure comes from `nnx.eval_shape` and the values from one `jit`.
+    """
+    graphdef, _ = split_model(nnx.eval_shape(lambda: build_model(config, key)))
+    params = jax.jit(lambda k: split_model(build_model(config, k))[1])(key)
+    return graphdef, params
+
+
 def initial_state(config, key: jax.Array):
     """`(graphdef, state, optimizer)` at step 0 (with `init_from` applied)."""
-    graphdef, params = split_model(build_model(config, key))
+    graphdef, params = init_params(config, key)
     if config.init_from:
         params = load_pretrained_eps(config.init_from, params)
     optimizer = make_train_optimizer(config, params)
     return graphdef, init_train_state(params, optimizer), optimizer
 
 
+def abstract_state(config):
+    """`(graphdef, TrainState of ShapeDtypeStructs)`: the restore target of a run's checkpoints.
+
+    Built with `nnx.eval_shape` / `jax.eval_shape`, so no array is computed.
+    """
+    model = nnx.eval_shape(lambda: build_model(config, jax.random.key(config.seed)))
+    graphdef, params = split_model(model)
+    optimizer = make_train_optimizer(config, params)
+    return graphdef, jax.eval_shape(lambda p: init_train_state(p, optimizer), params)
+
+
 def restore_workdir(workdir: str, *, best: bool = False, step: int | None = None):
     """`(config, graphdef, state)` of the checkpoint of a finished or running workdir."""
     config = load_config_json(workdir)
-    graphdef, state, _ = initial_state_without_init(config)
+    graphdef, target = abstract_state(config)
     with Checkpointer(checkpoint_dir(workdir)) as ckpt:
-        state = ckpt.restore(state, step=step, best=best)
+        state = ckpt.restore(target, step=step, best=best)
     return config, graphdef, state
-
-
-def initial_state_without_init(config):
-    """Step-0 structures only (for restoring): no `init_from` loading."""
-    key = jax.random.key(config.seed)
-    graphdef, params = split_model(build_model(config, key))
-    optimizer = make_train_optimizer(config, params)
-    return graphdef, init_train_state(params, optimizer), optimizer
 
 
 def load_pretrained_eps(path: str, params):

@@ -485,6 +485,14 @@ def run(config, workdir: str) -> dict[str, float]:
         per_method.append(jax.block_until_ready(train(init_params, train_keys, val_starts)))
     res = jax.tree.map(lambda *a: jnp.stack(a), *per_method)  # leaves [methods, seeds, ...]
     metrics["time/train_s"] = time.time() - start
+    metrics["params"] = int(sum(np.size(x) for x in jax.tree.leaves(init(jax.random.key(0)))))
+    # The last 1% of steps of the last method (the symmetrised target when both run),
+    # median over seeds; per-method values are under train/loss/<method>.
+    for j, m in enumerate(methods):
+        losses = np.asarray(res.losses[j])
+        tail = max(10, losses.shape[-1] // 100)
+        metrics[f"train/loss/{m}"] = float(np.median(losses[:, -tail:].mean(-1)))
+    metrics["train/loss"] = metrics[f"train/loss/{methods[-1]}"]
 
     start = time.time()
     eval_starts = balanced_starts(jax.random.key(config.eval_seed), config.num_samples)

@@ -423,6 +423,9 @@ def run(config, workdir: str) -> dict[str, float]:
         logging.info("toy_2d: trained %s in %.1f s", m, time.time() - tic)
         tail = max(10, len(losses[m]) // 100)
         metrics[f"train/loss/{m}"] = float(np.mean(losses[m][-tail:]))
+    # The last method's (the symmetrised target when both run); per-method keys above.
+    metrics["train/loss"] = metrics[f"train/loss/{config.methods[-1]}"]
+    metrics["params"] = int(sum(np.size(x) for x in jax.tree.leaves(init_params)))
 
     steps = tuple(sorted(int(s) for s in config.eval.sampling_steps))
     num = config.eval.num_samples

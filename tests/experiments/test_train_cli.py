@@ -35,6 +35,7 @@ def test_smoke_run_writes_config_and_metrics(tmp_path, config):
     rmsd_keys = [k for k in metrics if k.startswith("rmsd/")]
     assert rmsd_keys, f"no rmsd metrics in {sorted(metrics)}"
     assert all(isinstance(metrics[k], float) for k in rmsd_keys)
+    assert metrics["params"] > 0 and isinstance(metrics["train/loss"], float)
 
 
 def test_unknown_override_lists_valid_keys(tmp_path):
@@ -55,3 +56,18 @@ def test_unknown_experiment_is_named(tmp_path):
     proc = _train(f"--config={cfg}", f"--workdir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert "no_such_thing" in proc.stderr and "toy_1d" in proc.stderr
+
+
+def test_main_job_smoke_writes_the_four_generation_metrics(tmp_path):
+    """`configs/default.py` (the README's first command) at smoke size, through the CLI."""
+    pytest.importorskip("qm9pack")
+    workdir = tmp_path / "run"
+    proc = _train("--config=configs/default.py:smoke", f"--workdir={workdir}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(workdir / "metrics.json") as f:
+        metrics = json.load(f)
+    for key in ("atom_stability", "molecule_stability", "validity", "uniqueness"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    assert metrics["params"] > 0 and metrics["steps"] == 4
+    assert os.path.exists(workdir / "samples" / "samples.png")
+    assert os.path.exists(workdir / "samples" / "samples.sdf")

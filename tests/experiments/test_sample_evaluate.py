@@ -1,0 +1,279 @@
+"""End to end: `experiments.sample` and `experiments.evaluate` on a smoke QM9 run, and their
+errors; the shared logic of `symdiff_jax.experiments.evaluation` in process."""
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from symdiff_jax.data.writers import load_samples_npz
+from symdiff_jax.experiments import evaluation, qm9
+from symdiff_jax.experiments.io import write_config, write_metrics
+from symdiff_jax.experiments.qm9_config import qm9_config
+from symdiff_jax.train import Checkpointer, CheckpointError
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+FAST = ("--num_samples=6", "--num_steps=5", "--noprogress")
+METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness")
+
+
+def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
+    return subprocess.run(
+        [sys.executable, "-m", f"experiments.{module}", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> str:
+    """`configs/qm9_symdiff.py:smoke` trained for its 4 steps (checkpoints at 2 and 4)."""
+    workdir = str(tmp_path_factory.mktemp("qm9_smoke"))
+    config = qm9_config("symdiff", "smoke")
+    config.evaluate.write_files = False
+    write_config(workdir, config)
+    write_metrics(workdir, qm9.run(config, workdir))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def restored(trained) -> evaluation.RestoredRun:
+    return evaluation.load_run(trained)
+
+
+# ----------------------------------------------------------------------------- sample
+
+
+def test_sample_cli_writes_readable_files(trained, restored):
+    proc = _cli("sample", f"--workdir={trained}", "--seed=3", *FAST)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = os.path.join(trained, "samples_step4_ancestral5_seed3_n6")
+    assert out in proc.stdout and "stability: atoms" in proc.stdout
+
+    samples = load_samples_npz(os.path.join(out, "samples.npz"))
+    assert samples["positions"].shape == (6, 29, 3)
+    assert samples["atomic_numbers"].shape == samples["mask"].shape == (6, 29)
+    num_atoms = samples["mask"].sum(-1)
+    train = qm9.load_split(restored.config, "train", restored.config.data.max_train)
+    hist = np.bincount(train["num_atoms"], minlength=30)
+    assert np.all(hist[num_atoms] > 0), f"sizes {num_atoms} never occur in the train split"
+
+    from rdkit import Chem
+
+    mols = list(Chem.SDMolSupplier(os.path.join(out, "samples.sdf"), sanitize=False))
+    assert len(mols) == 6 and all(m is not None for m in mols)
+    assert [m.GetNumAtoms() for m in mols] == num_atoms.tolist()
+    assert len(os.listdir(os.path.join(out, "xyz"))) == 6
+    with open(os.path.join(out, "samples.png"), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(os.path.join(out, "summary.json")) as f:
+        summary = json.load(f)
+    assert summary["checkpoint_step"] == 4 and summary["seed"] == 3
+
+    # Same seed, same molecules (here in another process); another seed, others.
+    again = evaluation.draw_samples(restored, jax.random.key(3), 6, num_steps=5)
+    np.testing.assert_array_equal(again["positions"], samples["positions"])
+    np.testing.assert_array_equal(again["atomic_numbers"], samples["atomic_numbers"])
+    other = evaluation.draw_samples(restored, jax.random.key(4), 6, num_steps=5)
+    assert not np.array_equal(other["positions"], samples["positions"])
+
+
+def test_sample_sizes_follow_the_training_histogram(restored):
+    """Sizes come from the run's own train split (64 molecules in smoke), not all of QM9."""
+    hist = evaluation.train_size_histogram(restored.config)
+    assert hist.sum() == restored.config.data.max_train == 64
+    only = np.zeros_like(hist)
+    only[7] = 1  # a histogram with one size: every sample must have it
+    samples = evaluation.draw_samples(restored, jax.random.key(0), 6, num_steps=5, histogram=only)
+    np.testing.assert_array_equal(samples["num_atoms"], 7)
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_cli_merges_mean_and_std(trained):
+    path = os.path.join(trained, "metrics.json")
+    with open(path) as f:
+        before = json.load(f)
+    assert "val/nll" in before and "train/loss" in before
+    proc = _cli(
+        "evaluate",
+        f"--workdir={trained}",
+        "--num_runs=2",
+        "--max_test=16",
+        "--novelty",
+        "--test_nll",
+        *FAST,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(path) as f:
+        after = json.load(f)
+    for k, v in before.items():  # training keys survive unchanged
+        assert after[k] == v, k
+    for name in (*METRICS, "novelty"):
+        runs = [after[f"eval/run{i}/{name}"] for i in range(2)]
+        assert after[f"eval/{name}"] == pytest.approx(statistics.fmean(runs), abs=1e-12)
+        assert after[f"eval/{name}_std"] == pytest.approx(statistics.stdev(runs), abs=1e-12)
+        assert 0.0 <= after[f"eval/{name}"] <= 1.0
+        assert name in proc.stdout
+    assert "eval/run2/validity" not in after
+    assert after["eval/test_nll_num_molecules"] == 16
+    assert np.isfinite(after["eval/test_nll"]) and after["eval/test_nll"] > 0
+    assert after["eval/checkpoint_step"] == 4 and after["eval/num_samples"] == 6
+    assert "test_nll" in proc.stdout and path in proc.stdout
+
+
+def test_runs_use_distinct_keys(restored, monkeypatch):
+    """Run i samples with fold_in(key, i): two runs differ, and run 1 is reproducible."""
+    monkeypatch.setattr(
+        qm9, "sample_metrics", lambda s, train_smiles=None: {"x": float(s["positions"].sum())}
+    )
+    key = jax.random.key(11)
+    out = evaluation.evaluate_samples_runs(restored, key, num_samples=6, num_runs=2, num_steps=5)
+    run1 = evaluation.draw_samples(restored, jax.random.fold_in(key, 1), 6, num_steps=5)
+    assert out["eval/run1/x"] == pytest.approx(float(run1["positions"].sum()), rel=1e-6)
+    assert out["eval/run0/x"] != out["eval/run1/x"]
+    assert out["eval/x_std"] > 0
+
+
+def test_summarise_runs_against_statistics():
+    runs = [{"a": 0.25, "b": 1.0}, {"a": 0.5, "b": 1.0}, {"a": 1.0, "b": 1.0}]
+    out = evaluation.summarise_runs(runs)
+    assert out["eval/a"] == pytest.approx(statistics.fmean([0.25, 0.5, 1.0]))
+    assert out["eval/a_std"] == pytest.approx(statistics.stdev([0.25, 0.5, 1.0]))
+    assert out["eval/b_std"] == 0.0 and out["eval/run2/a"] == 1.0
+    single = evaluation.summarise_runs(runs[:1])
+    assert "eval/a_std" not in single and single["eval/a"] == 0.25
+    with pytest.raises(ValueError, match="same metrics"):
+        evaluation.summarise_runs([{"a": 1.0}, {"b": 1.0}])
+    with pytest.raises(ValueError, match="at least one"):
+        evaluation.summarise_runs([])
+
+
+def test_test_nll_counts_every_molecule_once(restored, monkeypatch):
+    """With NLL := atom count, the mean is the test subset's mean size, tail batch included."""
+
+    def fake_make_nll_fn(config, schedule, histogram):
+        return lambda model, batch, key: {"nll": jnp.sum(batch["mask"], -1)}
+
+    monkeypatch.setattr(qm9, "make_nll_fn", fake_make_nll_fn)
+    hist = evaluation.train_size_histogram(restored.config)
+    nll, count = evaluation.test_nll(
+        restored, jax.random.key(0), histogram=hist, max_test=11, batch_size=4
+    )
+    sizes = qm9.load_split(restored.config, "test", 11)["num_atoms"]
+    assert count == 11
+    assert nll == pytest.approx(float(np.mean(sizes)), rel=1e-6)
+
+
+def test_test_nll_is_deterministic_and_finite(restored):
+    hist = evaluation.train_size_histogram(restored.config)
+    a = evaluation.test_nll(restored, jax.random.key(5), histogram=hist, max_test=16)
+    b = evaluation.test_nll(restored, jax.random.key(5), histogram=hist, max_test=16)
+    assert a == b and a[1] == 16 and np.isfinite(a[0])
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_choice_and_ema(trained, restored):
+    """`latest` is step 4, a step number is honoured, `best` is the one with val/nll, and the
+    parameters are the EMA ones."""
+    assert restored.step == 4
+    step2 = evaluation.load_run(trained, "2")
+    assert step2.step == 2
+    assert evaluation.load_run(trained, "best").step == 4  # only step 4 has val/nll
+    _, target = qm9.abstract_state(restored.config)
+    with Checkpointer(qm9.checkpoint_dir(trained)) as ckpt:
+        state = ckpt.restore(target)
+    same = jax.tree.map(np.array_equal, restored.params, state.ema_params)
+    assert all(jax.tree.leaves(same))
+    differ = jax.tree.map(np.array_equal, restored.params, state.params)
+    assert not all(jax.tree.leaves(differ)), "restored the raw, not the EMA, parameters"
+    differ = jax.tree.map(np.array_equal, restored.params, step2.params)
+    assert not all(jax.tree.leaves(differ))
+    with pytest.raises(CheckpointError, match="available steps"):
+        evaluation.load_run(trained, "3")
+    with pytest.raises(ValueError, match="'latest', 'best' or a step"):
+        evaluation.load_run(trained, "newest")
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_missing_workdir(tmp_path):
+    workdir = tmp_path / "nothing_here"
+    proc = _cli("sample", f"--workdir={workdir}", *FAST)
+    assert proc.returncode != 0
+    assert "does not exist" in proc.stderr and "experiments.train" in proc.stderr
+    assert not workdir.exists(), "a failed command must not create the workdir"
+
+
+def test_workdir_without_config(tmp_path):
+    proc = _cli("evaluate", f"--workdir={tmp_path}", *FAST)
+    assert proc.returncode != 0
+    assert "config.json" in proc.stderr and "experiments.train" in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_workdir_without_checkpoints(trained, tmp_path):
+    shutil.copy(os.path.join(trained, "config.json"), tmp_path)
+    with pytest.raises(evaluation.WorkdirError, match="No checkpoints.*qm9_symdiff.py"):
+        evaluation.load_run(str(tmp_path))
+
+
+def test_workdir_of_another_experiment(tmp_path):
+    write_config(str(tmp_path), qm9_config("symdiff", "smoke"))
+    with open(tmp_path / "config.json") as f:
+        config = json.load(f)
+    config["experiment"] = "toy_2d"
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(config, f)
+    with pytest.raises(evaluation.WorkdirError, match="'toy_2d' run.*QM9 runs only"):
+        evaluation.load_run(str(tmp_path))
+
+
+def _copy_run(trained: str, dest: str) -> str:
+    return shutil.copytree(trained, dest, ignore=shutil.ignore_patterns("samples_*"))
+
+
+@pytest.mark.parametrize("cli", ["sample", "evaluate"])
+def test_corrupt_checkpoint_fails_and_writes_nothing(trained, tmp_path, cli):
+    workdir = _copy_run(trained, str(tmp_path / "run"))
+    step_dir = os.path.join(workdir, "checkpoints", "4")
+    data_dir = os.path.join(step_dir, "default", "ocdbt.process_0", "d")
+    for name in os.listdir(data_dir):  # the array data of the latest step
+        with open(os.path.join(data_dir, name), "wb") as f:
+            f.write(b"garbage" * 40)
+    with open(os.path.join(workdir, "metrics.json"), "rb") as f:
+        metrics_bytes = f.read()
+    listing = sorted(os.listdir(workdir))
+
+    extra = ("--num_runs=1", "--notest_nll") if cli == "evaluate" else ()
+    proc = _cli(cli, f"--workdir={workdir}", *extra, *FAST)
+    assert proc.returncode != 0
+    assert step_dir in proc.stderr and "damaged" in proc.stderr, proc.stderr[-2000:]
+    assert "--checkpoint" in proc.stderr
+    with open(os.path.join(workdir, "metrics.json"), "rb") as f:
+        assert f.read() == metrics_bytes
+    assert sorted(os.listdir(workdir)) == listing
+
+
+def test_corrupt_metadata_names_the_step(trained, tmp_path):
+    workdir = _copy_run(trained, str(tmp_path / "run"))
+    with open(os.path.join(workdir, "checkpoints", "4", "default", "_METADATA"), "w") as f:
+        f.write("{not json")
+    with pytest.raises(CheckpointError, match=r"checkpoints/4 \(step 4\) is damaged"):
+        evaluation.load_run(workdir)
+    assert evaluation.load_run(workdir, "2").step == 2  # the earlier step still restores
