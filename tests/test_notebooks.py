@@ -27,6 +27,13 @@ NOTEBOOKS = {
         "SAMPLING_STEPS": (10,),
         "NUM_PLOT_SAMPLES": 4,
     },
+    "notebooks/qm9_symdiff.ipynb": {
+        "NUM_TRAIN_STEPS": 4,
+        "NUM_SAMPLES": 4,
+        "SAMPLING_STEPS": 5,
+        "NUM_SHOW": 2,
+        "SIZE": "smoke",
+    },
 }
 
 

@@ -1,4 +1,5 @@
-"""Datasets for molecule generation: QM9 loading and splitting, features, batching."""
+"""Datasets for molecule generation: QM9 and GEOM-Drugs loading and splitting, features,
+batching, and molecule files (SDF, xyz, npz) and pictures."""
 
 from symdiff_jax.data.batching import (
     batch_iterator,
@@ -8,6 +9,7 @@ from symdiff_jax.data.batching import (
     size_histogram,
     size_probabilities,
 )
+from symdiff_jax.data.drawing import draw_molecule_3d, molecule_grid_png
 from symdiff_jax.data.features import (
     ATOM_SYMBOLS,
     ATOM_TYPES,
@@ -22,6 +24,12 @@ from symdiff_jax.data.features import (
     mask_from_charges,
     one_hot,
 )
+from symdiff_jax.data.geom_drugs import (
+    GEOM_ATOM_TYPES,
+    GEOM_MAX_ATOMS,
+    geom_features,
+    load_geom_drugs,
+)
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
     SPLIT_SIZES,
@@ -34,8 +42,28 @@ from symdiff_jax.data.qm9 import (
     parse_gdb9_xyz,
     split_of_gdb_index,
 )
+from symdiff_jax.data.writers import (
+    load_samples_npz,
+    molecules_to_rdkit,
+    read_xyz,
+    write_samples_npz,
+    write_sdf,
+    write_xyz,
+)
 
 __all__ = [
+    "GEOM_ATOM_TYPES",
+    "GEOM_MAX_ATOMS",
+    "draw_molecule_3d",
+    "geom_features",
+    "load_geom_drugs",
+    "load_samples_npz",
+    "molecule_grid_png",
+    "molecules_to_rdkit",
+    "read_xyz",
+    "write_samples_npz",
+    "write_sdf",
+    "write_xyz",
     "batch_iterator",
     "num_atoms_log_prob",
     "num_batches",

@@ -18,6 +18,13 @@ from symdiff_jax.groups.actions import (
     remove_com,
     rotate,
 )
+from symdiff_jax.groups.automorphisms import (
+    automorphisms_from_adjacency,
+    graph_automorphisms,
+    is_automorphism,
+    molecule_graph,
+    pad_permutations,
+)
 from symdiff_jax.groups.haar import (
     haar_o2,
     haar_o3,
@@ -30,6 +37,11 @@ from symdiff_jax.groups.haar import (
 )
 
 __all__ = [
+    "automorphisms_from_adjacency",
+    "graph_automorphisms",
+    "is_automorphism",
+    "molecule_graph",
+    "pad_permutations",
     "SNxO",
     "act",
     "com_free_normal",

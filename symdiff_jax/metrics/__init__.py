@@ -1,5 +1,14 @@
-"""Evaluation metrics: molecule stability and RDKit validity (EDM), toy-experiment metrics."""
+"""Evaluation metrics: molecule stability and RDKit validity (EDM), conformer coverage and
+AMR, toy-experiment metrics."""
 
+from symdiff_jax.metrics.conformers import (
+    conformer_metrics,
+    coverage_curve,
+    evaluate_molecules,
+    metrics_from_rmsd,
+    rmsd_matrix,
+    summarise,
+)
 from symdiff_jax.metrics.rdkit_metrics import (
     canonical_smiles,
     canonical_smiles_set,
@@ -12,6 +21,12 @@ __all__ = [
     "bond_orders",
     "canonical_smiles",
     "canonical_smiles_set",
+    "conformer_metrics",
+    "coverage_curve",
+    "evaluate_molecules",
+    "metrics_from_rmsd",
+    "rmsd_matrix",
+    "summarise",
     "rdkit_metrics",
     "stability",
     "stable_atoms",
