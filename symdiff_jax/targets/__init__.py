@@ -13,6 +13,13 @@ noisy one, over a bank of clean samples (paper 000, section 3):
 The matrix-Fisher and von Mises pieces live in `matrix_fisher`.
 """
 
+from symdiff_jax.targets.conformer_target import (
+    chirality_group,
+    conformer_symmetrised_target,
+    conformer_target_in_form,
+    conformer_target_mc,
+    flow_velocity_target,
+)
 from symdiff_jax.targets.exact import (
     so2_orbit_integral,
     so3_orbit_integral,
@@ -33,6 +40,11 @@ from symdiff_jax.targets.matrix_fisher import (
 from symdiff_jax.targets.monte_carlo import symmetrised_target_mc
 
 __all__ = [
+    "chirality_group",
+    "conformer_symmetrised_target",
+    "conformer_target_in_form",
+    "conformer_target_mc",
+    "flow_velocity_target",
     "data_target_loss",
     "expected_rotation",
     "finite_group_target",
