@@ -6,6 +6,11 @@ r"""Trains and evaluates one experiment.
 
 The config file's `experiment` field names the runner (symdiff_jax.experiments).
 Every run writes `<workdir>/config.json` and `<workdir>/metrics.json`.
+
+Several hosts: start one process per host with the same flags plus
+`--coordinator_address=<host 0>:<port> --num_processes=M --process_id=<0..M-1>`
+(`jax.distributed.initialize`); the batch is split over all their devices and only
+process 0 writes metrics and pictures (checkpoints are written by all, collectively).
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Output directory (default: workdirs/<config name>[_<variant>])."
 )
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-host: host:port of process 0's coordinator."
+)
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 
 
 def default_workdir(config_path: str) -> str:
@@ -79,6 +89,10 @@ def parse_flags(argv):
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from symdiff_jax.train import sharding
+
+    # Before anything touches a device.
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     runtime.quiet_library_logs()
     from symdiff_jax.experiments import get_experiment
     from symdiff_jax.experiments.io import write_config, write_metrics
@@ -92,12 +106,16 @@ def main(argv) -> None:
         )
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     os.makedirs(workdir, exist_ok=True)
-    write_config(workdir, config)
+    is_main = sharding.is_main_process()  # only process 0 writes config, metrics, pictures
+    if is_main:
+        write_config(workdir, config)
     logging.info("Running %s into %s", config.experiment, workdir)
 
     start = time.time()
     metrics = dict(get_experiment(config.experiment).run(config, workdir))
     metrics.setdefault("wall_time_s", time.time() - start)
+    if not is_main:
+        return
     path = write_metrics(workdir, metrics)
 
     width = max(len(k) for k in metrics)

@@ -10,6 +10,7 @@ and the notebooks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -45,7 +46,7 @@ from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.experiments.molecule_data import MoleculeDataset, get_dataset
 from symdiff_jax.metrics import rdkit_metrics, stability
 from symdiff_jax.models.factory import build_denoiser
-from symdiff_jax.train import Checkpointer, MetricWriter
+from symdiff_jax.train import Checkpointer, MetricWriter, sharding
 from symdiff_jax.train.loop import fit
 from symdiff_jax.train.optim import make_optimizer
 from symdiff_jax.train.state import (
@@ -54,7 +55,7 @@ from symdiff_jax.train.state import (
     init_train_state,
     split_model,
 )
-from symdiff_jax.train.step import make_eval_step, make_train_step
+from symdiff_jax.train.step import make_eval_step
 
 DEVICE_KEYS = ("positions", "h", "charges", "mask")
 
@@ -145,7 +146,9 @@ def train_batches(train: dict, config, start_step: int) -> Iterator[dict[str, ja
     """The batch of step `start_step + 1`, then the next...: a pure function of the step.
 
     Epoch `e` is a fixed shuffle of `(seed, e)`, so a resumed run sees exactly the
-    batches an uninterrupted one would.
+    batches an uninterrupted one would. Each batch is split over the data mesh of all
+    devices (`sharding.shard_batch`); with several processes, every process transfers
+    only its own rows.
     """
     buckets = tuple(config.data.bucket_sizes) or None
     per_epoch = num_batches(train["num_atoms"], config.batch_size, bucket_sizes=buckets)
@@ -164,7 +167,11 @@ def train_batches(train: dict, config, start_step: int) -> Iterator[dict[str, ja
         start_epoch=epoch,
         features=dataset_of(config).featurise,
     )
-    return (to_device(b) for b in itertools.islice(it, offset, None))
+    mesh = sharding.make_mesh()
+    return (
+        sharding.shard_batch({k: b[k] for k in DEVICE_KEYS}, mesh)
+        for b in itertools.islice(it, offset, None)
+    )
 
 
 def make_train_optimizer(config, params):
@@ -430,6 +437,12 @@ def run(config, workdir: str) -> dict[str, Any]:
     graphdef, state, optimizer = initial_state(config, k_init)
     num_params = count_parameters(state.params)
     logging.info("%s: %d parameters", config.variant, num_params)
+    # Data parallelism: the state replicated (or FSDP-split) over a mesh of all devices.
+    mesh = sharding.make_mesh()
+    shardings = sharding.state_shardings(state, mesh, fsdp=config.get("train_fsdp", False))
+    state = sharding.place_state(state, shardings)
+    k_train = sharding.replicate(k_train, mesh)
+    is_main = sharding.is_main_process()  # only process 0 writes metrics and pictures
 
     checkpointer = Checkpointer(
         checkpoint_dir(workdir), max_to_keep=config.train.keep_checkpoints, best_metric="val/nll"
@@ -439,10 +452,12 @@ def run(config, workdir: str) -> dict[str, Any]:
         logging.info("Resumed from step %d", int(state.step))
     start_step = int(jax.device_get(state.step))
 
-    step_fn = make_train_step(
+    step_fn = sharding.make_sharded_train_step(
         graphdef,
         make_loss_fn(config, schedule),
         optimizer,
+        mesh,
+        shardings,
         ema_decay=config.optim.ema_decay,
         ema_warmup=config.optim.ema_warmup,
     )
@@ -461,12 +476,13 @@ def run(config, workdir: str) -> dict[str, Any]:
     )
 
     def eval_fn(s: TrainState) -> dict[str, float]:
-        return {"val/nll": validation_nll(nll_step, s.ema_params, valid_batches, k_eval)}
+        params = sharding.host_local(s.ema_params)
+        return {"val/nll": validation_nll(nll_step, params, valid_batches, k_eval)}
 
     def sample_fn(s: TrainState) -> dict[str, float]:
         samples = sample_molecules_batched(
             graphdef,
-            s.ema_params,
+            sharding.host_local(s.ema_params),
             jax.random.fold_in(k_sample, s.step),
             histogram,
             config.train.num_progress_samples,
@@ -476,7 +492,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         st = stability(samples["positions"], samples["atomic_numbers"], samples["mask"])
         return {f"progress/{k}": float(v) for k, v in st.items()}
 
-    with MetricWriter(workdir) as writer:
+    with MetricWriter(workdir) if is_main else contextlib.nullcontext() as writer:
         t_train = time.time()
         state, last = fit(
             state,
@@ -508,7 +524,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         t_eval = time.time()
         samples = sample_molecules_batched(
             graphdef,
-            state.ema_params,
+            sharding.host_local(state.ema_params),
             k_sample,
             histogram,
             config.evaluate.num_samples,
@@ -519,16 +535,17 @@ def run(config, workdir: str) -> dict[str, Any]:
         metrics["sample_time_s"] = time.time() - t_eval
         metrics["num_samples"] = config.evaluate.num_samples
         metrics.update(sample_metrics(samples))
-        if config.evaluate.write_files:
+        if config.evaluate.write_files and is_main:
             paths = save_samples(os.path.join(workdir, "samples"), samples)
             metrics["samples_png"] = paths.get("png", "")
-        writer.write_scalars(
-            metrics["steps"],
-            {
-                k: v
-                for k, v in metrics.items()
-                if isinstance(v, float) and not k.startswith("train/")
-            },
-        )
+        if writer is not None:
+            writer.write_scalars(
+                metrics["steps"],
+                {
+                    k: v
+                    for k, v in metrics.items()
+                    if isinstance(v, float) and not k.startswith("train/")
+                },
+            )
     metrics["wall_time_s"] = time.time() - t_start
     return metrics

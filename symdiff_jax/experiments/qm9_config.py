@@ -80,6 +80,9 @@ def _base(variant: str) -> ml_collections.ConfigDict:
     c.batch_size = 256
     c.init_from = ""  # a workdir (or its checkpoints/) of a `dit` run: its DiT becomes eps_theta
     c.freeze_eps = False  # with init_from: train only gamma (paper 002's DiT-FT-Freeze)
+    # Shard parameters, optimizer state and EMA over the devices (FSDP-style) instead of
+    # replicating them; batches are always sharded on the mesh's "data" axis.
+    c.train_fsdp = False
 
     kind = {"dit_aug": "dit", "symdiff_star": "symdiff", "symdiff_target": "symdiff"}
     c.model = _model(kind.get(variant, variant))

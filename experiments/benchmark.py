@@ -1,0 +1,78 @@
+r"""Times the train step, sampling and the symmetrised target of a QM9/GEOM config.
+
+    python -m experiments.benchmark --config configs/qm9_symdiff.py --batch_size 64
+    python -m experiments.benchmark --config configs/qm9_symdiff.py:smoke --num_steps 10 \
+        --config.sample.num_steps=5 --compilation_cache
+
+Prints a table, then (as the last line) one JSON object with every figure:
+`train_step_ms`, `sample_step_ms`, `compile_s`, `params`, `peak_rss_mb`, `devices`,
+`target_ms`, `sample_run_s`, `target_overhead`, ... What each figure is and how to
+compare with the official PyTorch code: `symdiff_jax/experiments/benchmark.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from symdiff_jax.experiments import runtime
+
+runtime.use_single_threaded_eigen()
+
+from absl import app, flags  # noqa: E402 (after the XLA flags)
+from ml_collections import config_flags  # noqa: E402
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config",
+    os.path.join(_REPO, "configs", "qm9_symdiff.py"),
+    "QM9/GEOM config file, optionally with `:variant`.",
+    lock_config=True,
+)
+_BATCH = flags.DEFINE_integer("batch_size", None, "Molecules per batch (default: the config's).")
+_STEPS = flags.DEFINE_integer("num_steps", 10, "Timed calls per figure (>= 10; median).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed calls before timing.")
+_ATOMS = flags.DEFINE_integer("num_atoms", None, "Padded width (default data.max_atoms).")
+_DEVICES = flags.DEFINE_integer("num_devices", None, "Devices of the data mesh (default all).")
+_FSDP = flags.DEFINE_boolean("fsdp", None, "FSDP-split the state (default: train_fsdp).")
+_SAMPLE_RUNS = flags.DEFINE_integer("sample_runs", 1, "Full sampling runs (0 skips them).")
+_SYNTHETIC = flags.DEFINE_boolean("synthetic", False, "Time a synthetic batch, not QM9.")
+_CACHE = flags.DEFINE_boolean(
+    "compilation_cache", False, "Use the persistent compilation cache (compile_s then drops)."
+)
+
+
+def main(argv) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    runtime.quiet_library_logs()
+    if _CACHE.value:
+        runtime.enable_compilation_cache()
+    from symdiff_jax.experiments import benchmark
+
+    config = _CONFIG.value
+    if config.get("experiment") not in ("qm9", "geom_drugs"):
+        raise app.UsageError(
+            f"experiments.benchmark times molecule configs (experiment 'qm9' or 'geom_drugs'); "
+            f"{flags.FLAGS['config'].config_filename} has experiment "
+            f"{config.get('experiment')!r}."
+        )
+    results = benchmark.benchmark(
+        config,
+        batch_size=_BATCH.value,
+        num_steps=_STEPS.value,
+        warmup=_WARMUP.value,
+        num_atoms=_ATOMS.value,
+        num_devices=_DEVICES.value,
+        fsdp=_FSDP.value,
+        sample_runs=_SAMPLE_RUNS.value,
+        synthetic=_SYNTHETIC.value,
+    )
+    results["config"] = flags.FLAGS["config"].config_filename
+    print(benchmark.format_table(results), flush=True)
+    print(json.dumps(results, sort_keys=True), flush=True)
+
+
+if __name__ == "__main__":
+    app.run(main)

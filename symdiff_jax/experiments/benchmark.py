@@ -1,0 +1,380 @@
+r"""Speed and memory of a QM9/GEOM config: train step, denoising step, sampling, target.
+
+`python -m experiments.benchmark --config C [--config.key=value ...]` builds the model
+of any QM9/GEOM config and measures, on one batch of real molecules (or a synthetic
+batch when the dataset cannot be loaded):
+
+  train_step_ms    median wall time of the jit-compiled, sharded train step (the one
+                   `experiments.train` runs), over `--num_steps` (>= 10) calls after
+                   `--warmup` calls; each call is synchronised (`block_until_ready`).
+  compile_s        lowering + XLA compilation of that step (separately, ahead of time).
+  sample_step_ms   median of one reverse (ancestral) step: one denoiser call + the
+                   Gaussian update of paper 002's eq. 13, jit-compiled.
+  sample_run_s     one full sampling run of the batch: `sample.num_steps` steps, prior
+                   and final `p(x, h | z_0)` step, the whole `lax.scan` compiled once
+                   (compile time reported as `sample_compile_s`).
+  target_ms        the exact O(3) own-orbit symmetrised target of the batch
+                   (`own_orbit_eps_target`, paper 000 eq. 6), jitted, median;
+                   `target_overhead` = target_ms / train_step_ms.
+  peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
+                   `peak_device_mb` where the device reports it (GPUs).
+
+The table goes to stdout; its last line is one JSON object with every figure.
+Sampling and the target run on the first device; the train step on a data mesh of
+`--num_devices` devices (default all).
+
+Comparing with the official PyTorch SymDiff (same machine, same session):
+
+    # ours, the paper's QM9 model, batch 64 padded to 29 atoms (warm compilation
+    # cache off by default, so compile_s is a cold compile)
+    python -m experiments.benchmark --config configs/qm9_symdiff.py --batch_size 64 \
+        --num_steps 10 --config.sample.num_steps=1000
+    # the exact-target variant: target_overhead and its train step against the above
+    python -m experiments.benchmark --config configs/qm9_symdiff_target.py --batch_size 64
+
+For the official code (leozhangML/SymDiff), time its `train_epoch` inner step
+(forward, `loss.backward()`, `optim.step()`) on the same padded batch size with
+`torch.set_num_threads` equal to the cores JAX uses, median of >= 10 after warm-up, and
+its sampler's per-step `phi` call for `sample_step_ms`; run both back to back, nothing
+else on the machine, and report the ratio. `--num_atoms` pads to another width (e.g.
+a size bucket); `--sample_runs 0` skips the (long) full sampling run.
+"""
+
+from __future__ import annotations
+
+import math
+import resource
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import nnx
+
+from symdiff_jax.data import batch_iterator
+from symdiff_jax.diffusion.molecules import own_orbit_eps_target, sample_molecules
+from symdiff_jax.diffusion.samplers import ancestral_step, prior_sample
+from symdiff_jax.experiments import qm9
+from symdiff_jax.train import sharding
+from symdiff_jax.train.state import count_parameters
+
+MIN_TIMED_STEPS = 10
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def synthetic_batch(
+    config, batch_size: int, num_atoms: int | None = None, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A random batch shaped like the config's dataset (sizes in `[n/2, n]`, centred).
+
+    The speed of a step does not depend on the values, only on the shapes; this stands
+    in when the dataset is not available.
+    """
+    dataset = qm9.dataset_of(config)
+    n = int(num_atoms or config.data.max_atoms)
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(max(2, n // 2), n + 1, size=batch_size)
+    mask = (np.arange(n)[None] < sizes[:, None]).astype(np.float32)
+    charges = rng.choice(np.asarray(dataset.atom_types), size=(batch_size, n)) * (mask > 0)
+    positions = rng.normal(0.0, 1.5, (batch_size, n, 3)) * mask[..., None]
+    positions -= positions.sum(1, keepdims=True) / sizes[:, None, None] * mask[..., None]
+    return {
+        "positions": positions.astype(np.float32),
+        "h": np.asarray(dataset.featurise(charges.astype(np.int32), mask), np.float32),
+        "charges": charges.astype(np.int32),
+        "mask": mask,
+    }
+
+
+def data_batch(
+    config, batch_size: int, num_atoms: int | None = None, seed: int = 0
+) -> tuple[dict[str, np.ndarray], str, int | None]:
+    """`(batch, source, num_train)`: `batch_size` random train molecules of <= `num_atoms` atoms.
+
+    Padded to width `num_atoms` (default `config.data.max_atoms`) and centred, as the
+    train loop feeds them; `source` is the dataset's name, or "synthetic" when loading
+    fails (then `num_train` is None, else the size of the train split).
+    """
+    n = int(num_atoms or config.data.max_atoms)
+    try:
+        train = qm9.load_split(config, "train")
+    except Exception as e:  # no dataset on this machine: shapes are what matters
+        logging.warning("Dataset not available (%s); timing a synthetic batch.", e)
+        return synthetic_batch(config, batch_size, n, seed), "synthetic", None
+    keep = np.flatnonzero(train["num_atoms"] <= n)
+    if len(keep) < batch_size:
+        raise ValueError(
+            f"Only {len(keep)} training molecules have <= {n} atoms; lower --batch_size or "
+            "raise --num_atoms."
+        )
+    pick = np.sort(np.random.default_rng(seed).choice(keep, batch_size, replace=False))
+    subset = {
+        "positions": train["positions"][pick, :n],
+        "charges": train["charges"][pick, :n],
+        "num_atoms": train["num_atoms"][pick],
+    }
+    dataset = qm9.dataset_of(config)
+    batch = next(batch_iterator(subset, batch_size, shuffle=False, features=dataset.featurise))
+    host = {k: np.asarray(batch[k]) for k in qm9.DEVICE_KEYS}
+    return host, dataset.name, int(len(train["num_atoms"]))
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def _block(tree: Any) -> Any:
+    return jax.block_until_ready(tree)
+
+
+def time_calls(fn, num: int) -> list[float]:
+    """Wall seconds of `num` synchronised calls of `fn()`."""
+    times = []
+    for _ in range(num):
+        start = time.perf_counter()
+        _block(fn())
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_device_mb() -> float | None:
+    """Peak memory in use on the first local device (MiB), where the backend reports it."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2**20
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def _one_reverse_step(graphdef, schedule, num_steps: int, spec):
+    """`jit((params, key, z, mask) -> z_s)`: the first ancestral step (t = 1)."""
+    d = spec.n_dims
+
+    def step(params, key, z, mask):
+        model = nnx.merge(graphdef, params)
+        k_model, k_noise = jax.random.split(key)
+        batch = z.shape[0]
+        t = jnp.ones((batch,), z.dtype)
+        s = jnp.full((batch,), (num_steps - 1) / num_steps, z.dtype)
+        eps_x, eps_h = model(k_model, z[..., :d], z[..., d:], t, mask)
+        eps = jnp.concatenate([eps_x, eps_h], -1)
+        return ancestral_step(k_noise, z, eps, s, t, schedule, mask, True, d)
+
+    return jax.jit(step)
+
+
+def _sampler(graphdef, schedule, num_steps: int, sampler: str, spec):
+    def sample(params, key, mask):
+        model = nnx.merge(graphdef, params)
+        return sample_molecules(
+            model, key, mask, schedule, num_steps=num_steps, spec=spec, sampler=sampler
+        )
+
+    return jax.jit(sample)
+
+
+def _noisy_positions(key, positions, mask, schedule):
+    """`(z_x, alpha, sigma)` at uniform times, as the train step draws them."""
+    k_t, k_eps = jax.random.split(key)
+    t = jax.random.uniform(k_t, (positions.shape[0],))
+    alpha, sigma = schedule.alpha_sigma(t)
+    eps = prior_sample(k_eps, positions.shape, mask, position_dims=positions.shape[-1])
+    z = alpha[:, None, None] * positions + sigma[:, None, None] * eps
+    return z, alpha, sigma
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def benchmark(
+    config,
+    *,
+    batch_size: int | None = None,
+    num_steps: int = MIN_TIMED_STEPS,
+    warmup: int = 2,
+    num_atoms: int | None = None,
+    num_devices: int | None = None,
+    fsdp: bool | None = None,
+    sample_runs: int = 1,
+    synthetic: bool = False,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measures the config's train step, sampling and symmetrised target.
+
+    Args:
+      config: a QM9/GEOM config (`symdiff_jax.experiments.qm9_config`).
+      batch_size: molecules per batch (default `config.batch_size`); must divide by
+        the device count.
+      num_steps: timed train (and denoising, target) calls, at least 10.
+      warmup: untimed calls first.
+      num_atoms: padded width (default `config.data.max_atoms`).
+      num_devices: devices of the data mesh (default all).
+      fsdp: split the state FSDP-style (default `config.get("train_fsdp", False)`).
+      sample_runs: full sampling runs timed (0 skips them; the median is reported).
+      synthetic: time a synthetic batch instead of real molecules.
+      seed: seeds the batch choice and the keys.
+
+    Returns:
+      A flat dict of the figures (see the module docstring).
+    """
+    if num_steps < MIN_TIMED_STEPS:
+        raise ValueError(f"num_steps must be >= {MIN_TIMED_STEPS} for a median, got {num_steps}.")
+    if warmup < 1:
+        raise ValueError(f"warmup must be >= 1, got {warmup}.")
+    batch_size = int(batch_size or config.batch_size)
+    fsdp = bool(config.get("train_fsdp", False) if fsdp is None else fsdp)
+    dataset = qm9.dataset_of(config)
+    spec = dataset.spec
+    key = jax.random.key(seed)
+    k_init, k_train, k_sample, k_target, k_step = jax.random.split(key, 5)
+    if synthetic:
+        host_batch, source, num_train = (
+            synthetic_batch(config, batch_size, num_atoms, seed),
+            "synthetic",
+            None,
+        )
+    else:
+        host_batch, source, num_train = data_batch(config, batch_size, num_atoms, seed)
+    width = host_batch["mask"].shape[1]
+    schedule = qm9.make_schedule(config)
+
+    # --- train step (sharded over the data mesh, as experiments.train runs it)
+    mesh = sharding.make_mesh(num_devices)
+    graphdef, state, optimizer = qm9.initial_state(config, k_init)
+    num_params = count_parameters(state.params)
+    shardings = sharding.state_shardings(state, mesh, fsdp=fsdp)
+    state = sharding.place_state(state, shardings)
+    batch = sharding.shard_batch(host_batch, mesh)
+    k_train = sharding.replicate(k_train, mesh)
+    step = sharding.make_sharded_train_step(
+        graphdef,
+        qm9.make_loss_fn(config, schedule),
+        optimizer,
+        mesh,
+        shardings,
+        ema_decay=config.optim.ema_decay,
+        ema_warmup=config.optim.ema_warmup,
+    )
+    start = time.perf_counter()
+    compiled = step.lower(state, batch, k_train).compile()
+    compile_s = time.perf_counter() - start
+    holder = {"state": state}
+    del state
+
+    def train_call():
+        holder["state"], metrics = compiled(holder["state"], batch, k_train)
+        return holder["state"], metrics
+
+    time_calls(train_call, warmup)
+    train_times = time_calls(train_call, num_steps)
+    train_ms = 1e3 * statistics.median(train_times)
+    loss = float(jax.device_get(train_call()[1]["loss"]))
+
+    # --- sampling and the target: one device
+    device = jax.local_devices()[0]
+    params = jax.device_put(sharding.host_local(holder.pop("state").ema_params), device)
+    mask = jax.device_put(jnp.asarray(host_batch["mask"]), device)
+    denoise = _one_reverse_step(graphdef, schedule, config.sample.num_steps, spec)
+    shape = mask.shape + (spec.n_dims + spec.num_features,)
+    z = prior_sample(k_sample, shape, mask, com_free=True, position_dims=spec.n_dims)
+    start = time.perf_counter()
+    denoise_c = denoise.lower(params, k_step, z, mask).compile()
+    step_compile_s = time.perf_counter() - start
+    time_calls(lambda: denoise_c(params, k_step, z, mask), warmup)
+    sample_ms = 1e3 * statistics.median(
+        time_calls(lambda: denoise_c(params, k_step, z, mask), num_steps)
+    )
+
+    sample_run_s = sample_compile_s = None
+    if sample_runs > 0:
+        sampler = _sampler(graphdef, schedule, config.sample.num_steps, config.sample.sampler, spec)
+        start = time.perf_counter()
+        sampler_c = sampler.lower(params, k_sample, mask).compile()
+        sample_compile_s = time.perf_counter() - start
+        runs = time_calls(lambda: sampler_c(params, k_sample, mask), sample_runs)
+        sample_run_s = statistics.median(runs)
+
+    positions = jax.device_put(jnp.asarray(host_batch["positions"]), device)
+    z_x, alpha, sigma = _noisy_positions(k_target, positions, mask, schedule)
+    group = config.diffusion.target_group
+    target = jax.jit(lambda z, x, a, s, m: own_orbit_eps_target(z, x, a, s, m, group))
+    target_c = target.lower(z_x, positions, alpha, sigma, mask).compile()
+    args = (z_x, positions, alpha, sigma, mask)
+    time_calls(lambda: target_c(*args), warmup)
+    target_ms = 1e3 * statistics.median(time_calls(lambda: target_c(*args), num_steps))
+
+    return {
+        "variant": config.get("variant", ""),
+        "params": num_params,
+        "batch_size": batch_size,
+        "num_atoms": int(width),
+        "data": source,
+        "devices": int(mesh.size),
+        "processes": jax.process_count(),
+        "platform": device.platform,
+        "device_kind": device.device_kind,
+        "fsdp": fsdp,
+        "train_step_ms": train_ms,
+        "train_step_ms_min": 1e3 * min(train_times),
+        "train_loss": loss,
+        "compile_s": compile_s,
+        "epoch_s": None if num_train is None else train_ms / 1e3 * (num_train // batch_size),
+        "sample_step_ms": sample_ms,
+        "sample_step_compile_s": step_compile_s,
+        "sample_num_steps": int(config.sample.num_steps),
+        "sample_run_s": sample_run_s,
+        "sample_compile_s": sample_compile_s,
+        "s_per_molecule": None if sample_run_s is None else sample_run_s / batch_size,
+        "target_ms": target_ms,
+        "target_overhead": target_ms / train_ms,
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_device_mb": peak_device_mb(),
+        "jax_version": jax.__version__,
+    }
+
+
+_ROWS = (
+    ("train step", "train_step_ms", "ms"),
+    ("train step (min)", "train_step_ms_min", "ms"),
+    ("train step compile", "compile_s", "s"),
+    ("epoch estimate", "epoch_s", "s"),
+    ("denoising step", "sample_step_ms", "ms"),
+    ("full sampling run", "sample_run_s", "s"),
+    ("  per molecule", "s_per_molecule", "s"),
+    ("  compile", "sample_compile_s", "s"),
+    ("exact O(3) target", "target_ms", "ms"),
+    ("  / train step", "target_overhead", ""),
+    ("peak RSS", "peak_rss_mb", "MiB"),
+    ("peak device memory", "peak_device_mb", "MiB"),
+)
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A two-column text table of the figures (missing ones shown as '-')."""
+    head = (
+        f"{results.get('variant', '')}: {results['params']:,} parameters, batch "
+        f"{results['batch_size']} x {results['num_atoms']} atoms ({results['data']}), "
+        f"{results['devices']} {results['platform']} device(s)"
+        + (", FSDP" if results.get("fsdp") else "")
+    )
+    lines = [head, "-" * len(head)]
+    for label, key, unit in _ROWS:
+        value = results.get(key)
+        if value is None or (isinstance(value, float) and not math.isfinite(value)):
+            text = "-"
+        elif key == "target_overhead":
+            text = f"{100 * value:.2f} %"
+        else:
+            text = f"{value:,.4g} {unit}".rstrip()
+        lines.append(f"{label:<22}{text:>16}")
+    return "\n".join(lines)

@@ -1,0 +1,133 @@
+"""`python -m experiments.benchmark`: the CLI end to end (tiny settings), and its pieces."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from symdiff_jax.experiments import benchmark, qm9
+from symdiff_jax.experiments.qm9_config import qm9_config
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REQUIRED = (
+    "train_step_ms",
+    "sample_step_ms",
+    "compile_s",
+    "params",
+    "peak_rss_mb",
+    "devices",
+    "target_ms",
+    "sample_run_s",
+    "target_overhead",
+)
+
+
+@pytest.fixture(scope="module")
+def cli_run():
+    """One CLI run of `qm9_symdiff.py:smoke` on 2 faked CPU devices (stdout lines)."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env["XLA_FLAGS"] = " ".join(flags + ["--xla_force_host_platform_device_count=2"])
+    # The CLI's plumbing is under test, not XLA's optimiser: compile fast.
+    env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
+    cmd = [
+        sys.executable,
+        "-m",
+        "experiments.benchmark",
+        "--config",
+        "configs/qm9_symdiff.py:smoke",
+        "--batch_size",
+        "4",
+        "--num_steps",
+        "10",
+        "--warmup",
+        "1",
+        "--config.sample.num_steps=2",
+        "--compilation_cache",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout.strip().splitlines()
+
+
+def test_last_line_is_json_with_every_figure(cli_run):
+    result = json.loads(cli_run[-1])
+    for key in REQUIRED:
+        assert key in result, key
+        assert isinstance(result[key], int | float) and math.isfinite(result[key]), key
+        assert result[key] > 0, key
+    assert result["devices"] == 2
+    assert result["batch_size"] == 4 and result["num_atoms"] == 29
+    assert result["sample_num_steps"] == 2
+    assert result["target_overhead"] == pytest.approx(
+        result["target_ms"] / result["train_step_ms"], rel=1e-9
+    )
+    assert result["train_step_ms_min"] <= result["train_step_ms"]
+    assert math.isfinite(result["train_loss"])
+
+
+def test_parameter_count_is_the_models(cli_run):
+    config = qm9_config("symdiff", "smoke")
+    shapes = jax.eval_shape(
+        lambda: nnx.split(qm9.build_model(config, jax.random.key(0)), nnx.Param)[1]
+    )
+    assert json.loads(cli_run[-1])["params"] == sum(x.size for x in jax.tree.leaves(shapes))
+
+
+def test_table_precedes_the_json(cli_run):
+    text = "\n".join(cli_run[:-1])
+    for label in ("train step", "denoising step", "full sampling run", "exact O(3) target"):
+        assert label in text
+    assert "2 cpu device(s)" in text
+
+
+def test_format_table_shows_missing_figures_as_dash():
+    row = {
+        "variant": "dit",
+        "params": 10,
+        "batch_size": 2,
+        "num_atoms": 9,
+        "data": "synthetic",
+        "devices": 1,
+        "platform": "cpu",
+        "train_step_ms": 1.5,
+        "target_overhead": 0.01,
+        "sample_run_s": None,
+        "peak_device_mb": float("nan"),
+    }
+    table = benchmark.format_table(row)
+    assert "1.5 ms" in table and "1.00 %" in table
+    line = next(x for x in table.splitlines() if x.startswith("full sampling run"))
+    assert line.split()[-1] == "-"
+
+
+def test_synthetic_batch_is_centred_and_masked():
+    config = qm9_config("symdiff", "smoke")
+    b = benchmark.synthetic_batch(config, 5, num_atoms=11, seed=1)
+    assert b["positions"].shape == (5, 11, 3) and b["h"].shape == (5, 11, 6)
+    mask = b["mask"]
+    np.testing.assert_allclose((b["positions"] * mask[..., None]).sum(1), 0, atol=1e-5)
+    assert np.all(b["positions"][mask == 0] == 0) and np.all(b["charges"][mask == 0] == 0)
+    assert set(np.unique(b["charges"][mask > 0])) <= {1, 6, 7, 8, 9}
+
+
+def test_data_batch_pads_to_the_requested_width():
+    pytest.importorskip("qm9pack")
+    config = qm9_config("symdiff", "smoke")
+    b, source, num_train = benchmark.data_batch(config, 6, num_atoms=12)
+    assert source == "qm9" and num_train > 0
+    assert b["mask"].shape == (6, 12) and b["positions"].shape == (6, 12, 3)
+    assert np.all(b["mask"].sum(1) <= 12) and np.all(b["mask"].sum(1) >= 1)
+
+
+def test_too_few_timed_steps_is_an_error():
+    with pytest.raises(ValueError, match=">= 10"):
+        benchmark.benchmark(qm9_config("symdiff", "smoke"), num_steps=3)
