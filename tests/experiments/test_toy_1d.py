@@ -186,6 +186,7 @@ def test_smoke_run(tmp_path):
         expected += [f"grad_var/{m}/t_{t:g}" for m in E.METHODS]
     missing = sorted(set(expected) - set(metrics))
     assert not missing, missing
+    assert isinstance(metrics.pop("params"), int)
     for k, v in metrics.items():
         assert isinstance(v, float) and math.isfinite(v), (k, v)
     with open(tmp_path / "per_seed.json") as f:

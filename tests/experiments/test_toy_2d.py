@@ -126,7 +126,9 @@ def test_smoke_run_returns_every_key(tmp_path):
         for m in config.methods:
             expected.add(f"grad_var/{m}/t_{t:g}")
     assert expected <= set(metrics), sorted(expected - set(metrics))
-    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values()), metrics
+    assert isinstance(metrics["params"], int) and metrics["params"] > 0
+    floats = {k: v for k, v in metrics.items() if k != "params"}
+    assert all(isinstance(v, float) and math.isfinite(v) for v in floats.values()), metrics
     for name in ("toy_2d.png", "training_loss.png", "samples.png", "rmsd_vs_steps.png"):
         assert os.path.getsize(tmp_path / name) > 0
     saved = np.load(tmp_path / "results.npz")
