@@ -141,6 +141,32 @@ def own_orbit_eps_target(
     return jax.lax.stop_gradient(target_in_form(phi, z_x, alpha, sigma, "eps"))
 
 
+def reconstruction_loss(
+    mol: Molecules,
+    z_h: Array,
+    eps_x: Array,
+    eps_x_hat: Array,
+    gamma_0: Array,
+    spec: FeatureSpec = QM9_FEATURES,
+) -> Array:
+    """`L_0 = -log p(x, h | z_0)` without the position constant, per example (EDM).
+
+    The position part `-||eps_x - eps_hat_x||^2 / 2` plus the discretised type and
+    charge likelihoods of the feature part `z_h` of `z_0` (see `symdiff_jax.diffusion.vlb`).
+    """
+    log_px = log_px_given_z0_without_constants(eps_x, eps_x_hat, mol.mask)
+    log_ph = log_ph_given_z0(
+        mol.one_hot,
+        mol.charges,
+        z_h,
+        gamma_0,
+        mol.mask,
+        onehot_scale=spec.onehot_scale,
+        charge_scale=spec.charge_scale,
+    )
+    return -(log_px + log_ph)
+
+
 def training_losses(
     denoise: Denoiser,
     key: Array,
@@ -206,18 +232,7 @@ def training_losses(
         eps[..., d:], eps_h_hat, mol.mask
     )
     l2 = 0.5 * error / ((d + spec.num_features) * (max_atoms or n))
-    loss_0 = -(
-        log_px_given_z0_without_constants(eps_x, eps_x_hat, mol.mask)
-        + log_ph_given_z0(
-            mol.one_hot,
-            mol.charges,
-            z[..., d:],
-            gamma_t,
-            mol.mask,
-            onehot_scale=spec.onehot_scale,
-            charge_scale=spec.charge_scale,
-        )
-    )
+    loss_0 = reconstruction_loss(mol, z[..., d:], eps_x, eps_x_hat, gamma_t, spec)
     kl = kl_prior(x, mol.h, mol.mask, schedule.gamma(jnp.ones_like(t)), d)
     return {"loss": jnp.where(i == 0, loss_0, l2) + kl, "error": error}
 
@@ -266,18 +281,7 @@ def nll_terms(
     alpha_0, sigma_0 = schedule.alpha_sigma(t0)
     z0, eps0 = noise(k_eps0, xh, alpha_0, sigma_0, mol.mask, position_dims=d)
     eps0_x_hat, _ = denoise(k_model0, z0[..., :d], z0[..., d:], t0, mol.mask)
-    loss_0 = -(
-        log_px_given_z0_without_constants(eps0[..., :d], eps0_x_hat, mol.mask)
-        + log_ph_given_z0(
-            mol.one_hot,
-            mol.charges,
-            z0[..., d:],
-            gamma_0,
-            mol.mask,
-            onehot_scale=spec.onehot_scale,
-            charge_scale=spec.charge_scale,
-        )
-    )
+    loss_0 = reconstruction_loss(mol, z0[..., d:], eps0[..., :d], eps0_x_hat, gamma_0, spec)
     log_z = -log_constants_x_given_z0(mol.mask, gamma_0, d)
     kl = kl_prior(mol.x, mol.h, mol.mask, schedule.gamma(jnp.ones_like(t)), d)
     log_pn = jnp.zeros_like(kl) if log_prob_num_atoms is None else log_prob_num_atoms

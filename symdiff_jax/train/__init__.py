@@ -13,7 +13,13 @@ from symdiff_jax.train.state import (
     split_model,
     update_ema,
 )
-from symdiff_jax.train.step import make_eval_step, make_train_step, reduce_losses, train_step
+from symdiff_jax.train.step import (
+    bind_train_step,
+    make_eval_step,
+    make_train_step,
+    reduce_losses,
+    train_step,
+)
 
 __all__ = [
     "CheckpointError",
@@ -21,6 +27,7 @@ __all__ = [
     "MetricWriter",
     "NonFiniteLossError",
     "TrainState",
+    "bind_train_step",
     "count_parameters",
     "ema_decay_at",
     "fit",

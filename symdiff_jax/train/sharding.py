@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from symdiff_jax.train.state import TrainState
-from symdiff_jax.train.step import LossFn, train_step
+from symdiff_jax.train.step import LossFn, bind_train_step
 
 __all__ = [
     "DATA_AXIS",
@@ -423,18 +423,7 @@ def make_sharded_train_step(
       (pass it through `shard_batch`), `key` and the metrics replicated.
     """
 
-    def step(state, batch, key):
-        return train_step(
-            state,
-            batch,
-            key,
-            graphdef=graphdef,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            ema_decay=ema_decay,
-            ema_warmup=ema_warmup,
-        )
-
+    step = bind_train_step(graphdef, loss_fn, optimizer, ema_decay=ema_decay, ema_warmup=ema_warmup)
     rep = replicated(mesh)
     return jax.jit(
         step,

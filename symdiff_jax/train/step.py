@@ -10,6 +10,7 @@ step number, see `symdiff_jax.train.loop`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -91,20 +92,27 @@ def make_train_step(
     donate: bool = True,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """`jax.jit(train_step)` with everything static bound; donates the old state."""
-
-    def step(state, batch, key):
-        return train_step(
-            state,
-            batch,
-            key,
-            graphdef=graphdef,
-            loss_fn=loss_fn,
-            optimizer=optimizer,
-            ema_decay=ema_decay,
-            ema_warmup=ema_warmup,
-        )
-
+    step = bind_train_step(graphdef, loss_fn, optimizer, ema_decay=ema_decay, ema_warmup=ema_warmup)
     return jax.jit(step, donate_argnums=(0,) if donate else ())
+
+
+def bind_train_step(
+    graphdef: nnx.GraphDef,
+    loss_fn: LossFn,
+    optimizer: optax.GradientTransformation,
+    *,
+    ema_decay: float = 0.9999,
+    ema_warmup: bool = True,
+) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
+    """`train_step` with its static arguments bound: `step(state, batch, key)`, not compiled."""
+    return functools.partial(
+        train_step,
+        graphdef=graphdef,
+        loss_fn=loss_fn,
+        optimizer=optimizer,
+        ema_decay=ema_decay,
+        ema_warmup=ema_warmup,
+    )
 
 
 def make_eval_step(
