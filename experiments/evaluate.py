@@ -1,9 +1,19 @@
-r"""Evaluates a trained QM9 run as the paper does and merges the numbers into metrics.json.
+r"""Evaluates a trained run as its paper does and merges the numbers into metrics.json.
 
     python -m experiments.evaluate --workdir workdirs/qm9_symdiff_small
     python -m experiments.evaluate --workdir W --num_samples 10000 --num_runs 3 --checkpoint best
     python -m experiments.evaluate --workdir W --notest_nll --nonovelty --num_steps 100
+    # a conformer run (configs/qm9_conformers_*.py, geom_qm9_*.py), with the ETKDG baseline
+    python -m experiments.evaluate --workdir workdirs/qm9_conformers_flow_target_small \
+        --num_molecules 200 --etkdg
 
+Conformer runs: for each of the first `--num_molecules` test molecules with L reference
+conformers, 2L conformers are generated (`--per_reference`) and scored with COV-R/P and
+AMR-R/P (mean and median over molecules, delta = 0.1 and 0.5 A) as `eval/<metric>`; with
+`--etkdg`, RDKit ETKDGv3 (+ MMFF94 unless `--nommff`) on the same molecules as
+`etkdg_mmff/<metric>` (or `etkdg/<metric>`).
+
+QM9 runs:
 `num_runs` independent runs of `num_samples` molecules (keys `fold_in(key, run)`), each scored
 for atom/molecule stability, validity, uniqueness and (with --novelty) novelty against the
 training molecules' graphs; the mean and sample std over runs go into
@@ -62,6 +72,25 @@ _BATCH_SIZE = flags.DEFINE_integer(
     lower_bound=1,
 )
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show progress bars.")
+_NUM_MOLECULES = flags.DEFINE_integer(
+    "num_molecules",
+    None,
+    "Conformer runs: test molecules scored (default: config.evaluate.num_molecules).",
+    lower_bound=0,
+)
+_PER_REFERENCE = flags.DEFINE_integer(
+    "per_reference",
+    None,
+    "Conformer runs: generated conformers per reference (default: config.evaluate.per_reference).",
+    lower_bound=1,
+)
+_ETKDG = flags.DEFINE_boolean(
+    "etkdg", False, "Conformer runs: also score RDKit ETKDGv3 on the same molecules."
+)
+_MMFF = flags.DEFINE_boolean("mmff", True, "Conformer runs: MMFF94-minimise the ETKDG conformers.")
+_WORKERS = flags.DEFINE_integer(
+    "num_workers", None, "Conformer runs: RMSD / ETKDG processes (0: serial).", lower_bound=0
+)
 
 
 def _pick(flag_value, default):
@@ -79,6 +108,9 @@ def main(argv) -> None:
     import jax
 
     workdir = _WORKDIR.value
+    if evaluation.experiment_of(workdir) == "conformers":
+        _evaluate_conformers(workdir)
+        return
     run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
     config, ev = run.config, run.config.evaluate
     num_samples = _pick(_NUM_SAMPLES.value, ev.num_samples)
@@ -133,6 +165,50 @@ def main(argv) -> None:
         )
     )
     print(evaluation.format_table(metrics))
+    print(f"merged into {path}")
+
+
+def _evaluate_conformers(workdir: str) -> None:
+    import jax
+
+    from symdiff_jax.experiments import conformer_evaluation, evaluation
+    from symdiff_jax.experiments.io import write_metrics
+
+    run = evaluation.load_run_or_exit(
+        workdir, _CHECKPOINT.value, conformer_evaluation.load_conformer_run
+    )
+    seed = _pick(_SEED.value, run.config.seed)
+    start = time.time()
+    metrics = {"eval/checkpoint": _CHECKPOINT.value, "eval/checkpoint_step": run.step}
+    metrics.update(
+        conformer_evaluation.evaluate_conformer_run(
+            run,
+            jax.random.key(seed),
+            num_molecules=_NUM_MOLECULES.value,
+            per_reference=_PER_REFERENCE.value,
+            num_steps=_NUM_STEPS.value,
+            num_workers=_WORKERS.value,
+            progress=_PROGRESS.value,
+        )
+    )
+    if _ETKDG.value:
+        metrics.update(
+            conformer_evaluation.evaluate_etkdg(
+                run.config,
+                num_molecules=_NUM_MOLECULES.value,
+                per_reference=_PER_REFERENCE.value,
+                mmff=_MMFF.value,
+                seed=seed,
+                num_workers=_WORKERS.value or 0,
+                progress=_PROGRESS.value,
+            )
+        )
+    metrics["eval/time_s"] = time.time() - start
+    path = write_metrics(workdir, metrics)
+    print(f"\nconformer evaluation of {workdir} (step {run.step}):")
+    for prefix in ("eval/", "etkdg_mmff/", "etkdg/"):
+        if any(k.startswith(prefix) for k in metrics):
+            print(f"{prefix}\n" + evaluation.format_table(metrics, prefix))
     print(f"merged into {path}")
 
 

@@ -27,6 +27,13 @@ NOTEBOOKS = {
         "SAMPLING_STEPS": (10,),
         "NUM_PLOT_SAMPLES": 4,
     },
+    "notebooks/conformers.ipynb": {
+        "NUM_TRAIN_STEPS": 4,
+        "NUM_EVAL_MOLECULES": 1,
+        "NUM_CONFORMERS": 2,
+        "SAMPLING_STEPS": 4,
+        "SIZE": "smoke",
+    },
     "notebooks/qm9_symdiff.ipynb": {
         "NUM_TRAIN_STEPS": 4,
         "NUM_SAMPLES": 4,

@@ -67,7 +67,7 @@ SKIP_REASONS: tuple[str, ...] = (
     "no_match",
 )
 #: Version of the cache layout.
-CACHE_FORMAT: int = 1
+CACHE_FORMAT: int = 2
 _MAX_MATCHES = 256
 
 
@@ -167,12 +167,14 @@ def map_smiles_to_geometry(
 
 
 def _stereo_tags(mol: Any) -> np.ndarray:
-    """Chiral tags from the 3D structure: +1 CCW, -1 CW, 0 none (on a copy)."""
+    """Chiral tags from the 3D structure (on a copy): +1 CCW, -1 CW, 0 none, relative to
+    the neighbours in ascending atom index (`symdiff_jax.conformers.chirality`)."""
+    from symdiff_jax.conformers.chirality import chiral_tags_ascending
+
     Chem, _ = _chem()
     m = Chem.Mol(mol)
     Chem.AssignStereochemistryFrom3D(m)
-    sign = {Chem.ChiralType.CHI_TETRAHEDRAL_CCW: 1, Chem.ChiralType.CHI_TETRAHEDRAL_CW: -1}
-    return np.array([sign.get(a.GetChiralTag(), 0) for a in m.GetAtoms()], np.int8)
+    return chiral_tags_ascending(m).astype(np.int8)
 
 
 def _build(qm9: dict[str, np.ndarray], positions_in_split: np.ndarray, progress: bool):
@@ -274,7 +276,8 @@ def load_qm9_conformers(
                         3 triple, 4 aromatic; 0 none); orders via `bond_orders(data)`;
         formal_charges, aromatic, hybridisation, chiral_tags  `[M, 29]` int8 (hybridisation
                         codes as `graph_features`; chiral tags +1 CCW / -1 CW assigned from
-                        the DFT geometry, the GDB SMILES has no stereo);
+                        the DFT geometry, relative to the neighbours in ascending atom
+                        index; the GDB SMILES has no stereo);
         smiles          `[M]` GDB-17 SMILES; index `[M]` int32 GDB index;
         split_position  `[M]` int64 row of the molecule in `load_qm9(split)`;
         skipped_index   `[S]` GDB indices of skipped molecules, skipped_position `[S]`

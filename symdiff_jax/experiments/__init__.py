@@ -11,6 +11,7 @@ import importlib
 from types import ModuleType
 
 EXPERIMENTS = {
+    "conformers": "symdiff_jax.experiments.conformers",
     "geom_drugs": "symdiff_jax.experiments.qm9",
     "qm9": "symdiff_jax.experiments.qm9",
     "toy_1d": "symdiff_jax.experiments.toy_1d",

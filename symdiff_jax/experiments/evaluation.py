@@ -358,7 +358,18 @@ def format_table(metrics: Mapping[str, Any], prefix: str = PREFIX) -> str:
 # ----------------------------------------------------------------------------- CLI helpers
 
 
-def load_run_or_exit(workdir: str, checkpoint: str) -> RestoredRun:
+def experiment_of(workdir: str) -> str | None:
+    """The `experiment` of a workdir's config.json, or None when there is none to read."""
+    import json
+
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return json.load(f).get("experiment")
+    except (OSError, ValueError):
+        return None
+
+
+def load_run_or_exit(workdir: str, checkpoint: str, loader=None) -> RestoredRun:
     """`load_run` for the command lines: a user error prints `error: ...` and exits with 1.
 
     Nothing is written before the run is restored, so a failure leaves the workdir as it was.
@@ -368,7 +379,7 @@ def load_run_or_exit(workdir: str, checkpoint: str) -> RestoredRun:
     from symdiff_jax.train import CheckpointError
 
     try:
-        return load_run(workdir, checkpoint)
+        return (loader or load_run)(workdir, checkpoint)
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
     except CheckpointError as err:

@@ -21,6 +21,7 @@ from symdiff_jax.groups.actions import (
 from symdiff_jax.groups.automorphisms import (
     automorphisms_from_adjacency,
     graph_automorphisms,
+    heavy_atom_automorphisms,
     is_automorphism,
     molecule_graph,
     pad_permutations,
@@ -39,6 +40,7 @@ from symdiff_jax.groups.haar import (
 __all__ = [
     "automorphisms_from_adjacency",
     "graph_automorphisms",
+    "heavy_atom_automorphisms",
     "is_automorphism",
     "molecule_graph",
     "pad_permutations",

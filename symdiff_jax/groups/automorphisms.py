@@ -255,6 +255,84 @@ def graph_automorphisms(
     return np.stack(perms).astype(np.int32)
 
 
+def heavy_atom_automorphisms(
+    mol: Any, *, max_count: int | None = None, warn: bool = True
+) -> np.ndarray:
+    """The automorphisms of the heavy-atom graph, lifted to a molecule with explicit hydrogens.
+
+    `Aut(G)` of a molecule with explicit hydrogens is the semidirect product of the swaps of
+    hydrogens bound to the same heavy atom (`prod_a S_{k_a}`, 6 per methyl group, 31,104
+    elements for neopentane) and the automorphisms of the heavy-atom graph labelled with
+    hydrogen counts. This returns the second factor as a subgroup of `Aut(G)`: each
+    automorphism `s` of the heavy-atom graph (`graph_automorphisms` of `Chem.RemoveHs(mol)`)
+    is lifted by sending the hydrogens of heavy atom `a`, in index order, to the hydrogens of
+    `s(a)` in index order. Lifts of this form compose to lifts of the same form, so the rows
+    form a group (of the heavy-atom group's order), and every heavy-atom relabelling of
+    `Aut(G)` appears exactly once. Heavy-atom RMSD (the conformer metrics) sees exactly this
+    group; paper 000's conformer code likewise keeps only automorphisms that move a heavy
+    atom.
+
+    Molecules whose hydrogens are not all bound to exactly one heavy atom (H2, hydrides
+    RDKit keeps) fall back to `graph_automorphisms(mol)` (the full group).
+
+    Args:
+      mol: an `rdkit.Chem.Mol` with explicit hydrogens.
+      max_count: cap on the number of rows (see `graph_automorphisms`).
+      warn: warn when the cap truncates the group.
+
+    Returns:
+      `[K, N]` int32 automorphisms of `mol` (identity first), convention of the module.
+    """
+    if not _is_rdkit_mol(mol):
+        raise ValueError(
+            f"heavy_atom_automorphisms takes an rdkit.Chem.Mol; got {type(mol).__name__}."
+        )
+    Chem = _chem()
+    n = mol.GetNumAtoms()
+    heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
+    hydrogens: dict[int, list[int]] = {a: [] for a in heavy}
+    simple = bool(heavy)
+    for atom in mol.GetAtoms():
+        if atom.GetAtomicNum() != 1:
+            continue
+        nbrs = [nb.GetIdx() for nb in atom.GetNeighbors()]
+        if len(nbrs) != 1 or nbrs[0] not in hydrogens:
+            simple = False
+            break
+        hydrogens[nbrs[0]].append(atom.GetIdx())
+    if not simple:
+        return graph_automorphisms(mol, max_count=max_count, warn=warn)
+    # The heavy-atom graph with hydrogen counts as part of the labels.
+    stripped = Chem.RWMol(mol)
+    for idx in sorted((i for i in range(n) if i not in hydrogens), reverse=True):
+        stripped.RemoveAtom(idx)
+    for k, a in enumerate(heavy):
+        stripped.GetAtomWithIdx(k).SetNumExplicitHs(len(hydrogens[a]))
+        stripped.GetAtomWithIdx(k).SetNoImplicit(True)
+    stripped = stripped.GetMol()
+    stripped.UpdatePropertyCache(strict=False)
+    perms = graph_automorphisms(stripped, max_count=max_count, warn=False)
+    if warn and max_count is not None and len(perms) == max_count:
+        full = graph_automorphisms(stripped, max_count=max_count + 1, warn=False)
+        if len(full) > max_count:
+            warnings.warn(
+                f"heavy_atom_automorphisms: the heavy-atom automorphism group of the "
+                f"{_describe(mol, n)} has more than max_count={max_count} elements; returning "
+                "a subset. Raise max_count for the whole group.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+    out = np.tile(np.arange(n, dtype=np.int32), (len(perms), 1))
+    heavy_arr = np.asarray(heavy)
+    for row, sigma in zip(out, perms, strict=True):
+        for i, j in enumerate(sigma):
+            a, b = heavy_arr[i], heavy_arr[j]
+            row[a] = b
+            for ha, hb in zip(hydrogens[a], hydrogens[b], strict=True):
+                row[ha] = hb
+    return out
+
+
 def is_automorphism(perm: Any, adjacency: Any, labels: Any) -> bool:
     """Whether `perm` is a label- and edge-preserving bijection of the graph's nodes.
 

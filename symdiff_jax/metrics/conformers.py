@@ -115,8 +115,15 @@ def _check_same_molecule(generated: list, references: list) -> None:
 
 
 def _strip(mols: list, heavy_atoms: bool) -> list:
+    """Copies without stereo annotations (RMSD needs none; `RemoveHs` would keep the
+    hydrogens that define a double bond's E/Z label), hydrogens removed if asked."""
     Chem, _ = _rdkit()
-    return [Chem.RemoveHs(m) if heavy_atoms else Chem.Mol(m) for m in mols]
+    out = []
+    for m in mols:
+        m = Chem.Mol(m)
+        Chem.RemoveStereochemistry(m)
+        out.append(Chem.RemoveHs(m) if heavy_atoms else m)
+    return out
 
 
 def _rmsd_matrix_prepared(gen: list, ref: list, max_matches: int | None) -> np.ndarray:

@@ -200,9 +200,10 @@ class _Block(nnx.Module):
         )
         self.norm_constant = norm_constant
 
-    def __call__(self, h, x, initial_sq_dist, edge_mask, node_mask):
+    def __call__(self, h, x, static_edges, edge_mask, node_mask):
+        # static_edges: the initial squared distances, then any extra edge inputs.
         sq_dist, diff = pairwise_geometry(x, self.norm_constant)
-        edge_attr = jnp.concatenate([sq_dist, initial_sq_dist], axis=-1)
+        edge_attr = jnp.concatenate([sq_dist, static_edges], axis=-1)
         for sublayer in self.sublayers:
             h = sublayer(h, edge_attr, edge_mask, node_mask)
         x = self.update(h, x, diff, edge_attr, edge_mask, node_mask)
@@ -235,12 +236,16 @@ class EGNN(nnx.Module):
         the real neighbours).
       normalization_factor: divisor of the "sum" aggregation.
       condition_time: append the time `t` as one more input feature (EDM).
+      edge_features: width E of optional extra edge inputs `edge_attr [B, N, N, E]`
+        (e.g. one-hot bond types of a molecular graph), appended to the two squared
+        distances of every edge MLP. 0: none (EDM).
       activation: nonlinearity of every MLP (SiLU by default).
       param_dtype: dtype of the parameters.
       rngs: `nnx.Rngs` for initialisation.
 
     Call:
-      `model(x [B, N, d], h [B, N, F], mask [B, N] | None, t [B] | scalar | None)`
+      `model(x [B, N, d], h [B, N, F], mask [B, N] | None, t [B] | scalar | None,
+      edge_attr [B, N, N, E] | None)`
       returns `(x_out [B, N, d], h_out [B, N, out_features])`. Unbatched inputs
       `x [N, d]`, `h [N, F]`, `mask [N]` are accepted and give unbatched outputs.
     """
@@ -260,6 +265,7 @@ class EGNN(nnx.Module):
         aggregation: str = "sum",
         normalization_factor: float = 1.0,
         condition_time: bool = True,
+        edge_features: int = 0,
         activation: Callable = nnx.silu,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -274,6 +280,7 @@ class EGNN(nnx.Module):
         out_features = in_features if out_features is None else out_features
         self.in_features = in_features
         self.condition_time = condition_time
+        self.edge_features = int(edge_features)
         kw = dict(param_dtype=param_dtype, rngs=rngs)
         self.embedding = nnx.Linear(in_features + int(condition_time), hidden, **kw)
         self.readout = nnx.Linear(hidden, out_features, **kw)
@@ -289,7 +296,13 @@ class EGNN(nnx.Module):
         )
         self.blocks = nnx.List(
             [
-                _Block(hidden, 2, inv_sublayers, norm_constant=norm_constant, **block_kw)
+                _Block(
+                    hidden,
+                    2 + self.edge_features,
+                    inv_sublayers,
+                    norm_constant=norm_constant,
+                    **block_kw,
+                )
                 for _ in range(num_layers)
             ]
         )
@@ -300,6 +313,7 @@ class EGNN(nnx.Module):
         h: jax.Array,
         mask: jax.Array | None = None,
         t: jax.Array | None = None,
+        edge_attr: jax.Array | None = None,
     ) -> tuple[jax.Array, jax.Array]:
         check_points(x)
         unbatched = x.ndim == 2
@@ -307,6 +321,18 @@ class EGNN(nnx.Module):
             x, h = x[None], h[None]
             mask = None if mask is None else mask[None]
             t = None if t is None else jnp.reshape(t, (1,))
+            edge_attr = None if edge_attr is None else edge_attr[None]
+        if self.edge_features and (
+            edge_attr is None
+            or edge_attr.shape != x.shape[:2] + x.shape[1:2] + (self.edge_features,)
+        ):
+            raise ValueError(
+                f"This EGNN was built with edge_features={self.edge_features}: pass edge_attr "
+                f"of shape {x.shape[:2] + x.shape[1:2] + (self.edge_features,)}; got "
+                f"{None if edge_attr is None else edge_attr.shape}."
+            )
+        if not self.edge_features and edge_attr is not None:
+            raise ValueError("This EGNN was built with edge_features=0; edge_attr must be None.")
         if x.ndim != 3:
             raise ValueError(f"EGNN takes x of shape [B, N, d] or [N, d]; got shape {x.shape}.")
         if h.shape[:2] != x.shape[:2] or h.shape[-1] != self.in_features:
@@ -331,10 +357,12 @@ class EGNN(nnx.Module):
             h = jnp.concatenate([h, jnp.broadcast_to(t[:, None, None], x.shape[:2] + (1,))], -1)
 
         x = x * node_mask
-        initial_sq_dist, _ = pairwise_geometry(x)
+        static_edges, _ = pairwise_geometry(x)
+        if self.edge_features:
+            static_edges = jnp.concatenate([static_edges, edge_attr.astype(dtype)], -1)
         h = self.embedding(h) * node_mask
         for block in self.blocks:
-            h, x = block(h, x, initial_sq_dist, edge_mask, node_mask)
+            h, x = block(h, x, static_edges, edge_mask, node_mask)
         h = self.readout(h) * node_mask
         if unbatched:
             return x[0], h[0]

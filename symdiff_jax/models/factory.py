@@ -87,3 +87,52 @@ def build_denoiser(model_config, num_features: int, key: jax.Array) -> nnx.Modul
     gamma_net = build_gamma_net(model_config, dit, rngs) if kind == "symdiff" else None
     noise_dims = model_config.gamma.noise_dims if gamma_net is not None else 3
     return SymDiffDenoiser(dit, gamma_net, group=model_config.group, noise_dims=noise_dims)
+
+
+CONFORMER_KINDS = ("egnn", "symdiff", "symdiff_h")
+
+
+def build_conformer_net(model_config, num_atom_features: int, key: jax.Array) -> nnx.Module:
+    """The graph-conditioned conformer network `(key, x, graph, t, mask) -> [B, N, 3]`.
+
+    `model.kind`: "egnn" (`GraphEGNNNet`), "symdiff" (`GraphSymDiffNet` with the learned
+    gamma) or "symdiff_h" (gamma = Haar); `model.graph.{hidden, out, layers}` size the
+    bond-graph encoder, the rest as `build_denoiser`.
+    """
+    from symdiff_jax.conformers.graphs import NUM_BOND_TYPES
+    from symdiff_jax.models.conformer_nets import (
+        BondGraphEncoder,
+        GraphEGNNNet,
+        GraphSymDiffNet,
+    )
+
+    m = model_config
+    if m.kind not in CONFORMER_KINDS:
+        raise ValueError(f"model.kind must be one of {CONFORMER_KINDS}; got {m.kind!r}.")
+    rngs = nnx.Rngs(params=key)
+    g = m.graph
+    encoder = BondGraphEncoder(num_atom_features, g.hidden, g.out, g.layers, rngs=rngs)
+    if m.kind == "egnn":
+        e = m.egnn
+        egnn = EGNN(
+            g.out,
+            hidden=e.hidden,
+            num_layers=e.num_layers,
+            inv_sublayers=e.inv_sublayers,
+            attention=e.attention,
+            tanh=e.tanh,
+            coords_range=e.coords_range,
+            norm_constant=e.norm_constant,
+            aggregation=e.aggregation,
+            normalization_factor=e.normalization_factor,
+            condition_time=True,
+            edge_features=NUM_BOND_TYPES,
+            rngs=rngs,
+        )
+        return GraphEGNNNet(encoder, egnn)
+    dit = build_dit(m, g.out, rngs)
+    gamma_net = build_gamma_net(m, dit, rngs) if m.kind == "symdiff" else None
+    noise_dims = m.gamma.noise_dims if gamma_net is not None else 3
+    return GraphSymDiffNet(
+        encoder, SymDiffDenoiser(dit, gamma_net, group=m.group, noise_dims=noise_dims)
+    )

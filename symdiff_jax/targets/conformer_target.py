@@ -126,6 +126,7 @@ def conformer_symmetrised_target(
     mask: jax.Array | None = None,
     bank_log_weights: jax.Array | None = None,
     center_bank: bool = True,
+    automorphism_mask: jax.Array | None = None,
 ) -> jax.Array:
     """Exact phi_G over G = O(3) (or SO(3)) x Aut(G), paper 000, section 3 / section 4.2.
 
@@ -157,12 +158,28 @@ def conformer_symmetrised_target(
       bank_log_weights: optional `[M]` log prior weights of the bank (e.g. log Boltzmann
         weights); uniform when None.
       center_bank: remove the (masked) centre of mass of every bank conformer first.
+      automorphism_mask: optional `[K]`, 1 for the rows of `automorphisms` that belong to
+        the group and 0 for padding rows (a batch pads every molecule's group to the same
+        K); padding rows get zero weight.
 
     Returns:
       `[N, 3]` phi_G, zero on padded rows.
     """
     group = _check_group(group)
     x_t, x0, perms = _prepare(x_t, x0_bank, automorphisms, mask, center_bank)
+    if automorphism_mask is not None:
+        # Every (bank member, automorphism) pair becomes one bank entry, padding rows with
+        # log weight -inf, so the softmax of the exact target ignores them.
+        m, k = x0.shape[0], perms.shape[0]
+        keep = jnp.asarray(automorphism_mask).reshape(k) > 0
+        log_w = (
+            jnp.zeros((m,), x0.dtype)
+            if bank_log_weights is None
+            else jnp.asarray(bank_log_weights, x0.dtype).reshape(m)
+        )
+        x0 = x0[:, perms].reshape(m * k, *x0.shape[1:])
+        bank_log_weights = (log_w[:, None] + jnp.where(keep, 0.0, -jnp.inf)[None]).reshape(-1)
+        perms = None
     return symmetrised_target_exact(
         x_t,
         x0,

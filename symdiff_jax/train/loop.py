@@ -60,6 +60,7 @@ def fit(
     sample_every: int = 0,
     sample_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
     progress: bool = True,
+    time_budget_s: float | None = None,
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains from `state.step` to `num_steps`.
 
@@ -79,6 +80,11 @@ def fit(
       sample_every: steps between `sample_fn` calls (0: never).
       sample_fn: `state -> {name: value}` (e.g. stability of a few samples).
       progress: show a tqdm progress bar.
+      time_budget_s: stop after the step during which the training time (wall time minus
+        the time spent in evaluation, sampling and checkpoints) passes this many seconds;
+        that step is then treated as the last one (logged, evaluated, checkpointed). None:
+        run to `num_steps`. A budget makes the number of steps depend on the machine's
+        speed, so compare runs by wall-clock, not step by step.
 
     Returns:
       `(state, last)`: the final state and the last logged means (`train/loss`, ...,
@@ -100,10 +106,14 @@ def fit(
     def every(n: int, step: int) -> bool:
         return n > 0 and step % n == 0
 
+    t_begin, t_outside = time.perf_counter(), 0.0  # outside: eval, sample, checkpoint
     for step in range(start + 1, num_steps + 1):
         state, metrics = step_fn(state, next(batches), key)
         buffer.append(metrics)
-        is_last = step == num_steps
+        out_of_time = (
+            time_budget_s is not None and time.perf_counter() - t_begin - t_outside > time_budget_s
+        )
+        is_last = step == num_steps or out_of_time
         flush = every(log_every, step) or is_last
         evaluate = eval_fn is not None and (every(eval_every, step) or is_last)
         sample = sample_fn is not None and every(sample_every, step)
@@ -118,6 +128,7 @@ def fit(
         means["train/steps_per_s"] = len(buffer) / max(elapsed, 1e-9)
         buffer, window_start, window_first = [], time.perf_counter(), step
         last.update(means)
+        t_side = time.perf_counter()
         extra: dict[str, float] = {}
         if evaluate:
             extra.update(eval_fn(state))
@@ -128,6 +139,7 @@ def fit(
             writer.write_scalars(step, {**means, **extra})
         if save:
             checkpointer.save(step, state, metrics=extra or None)
+        t_outside += time.perf_counter() - t_side
         if bar is not None:
             bar.update(1)
             bar.set_postfix(
@@ -138,6 +150,9 @@ def fit(
                 "step %d: %s", step, {k: round(v, 5) for k, v in {**means, **extra}.items()}
             )
         window_start = time.perf_counter()
+        if out_of_time:
+            logging.info("Training time budget of %.0f s reached at step %d.", time_budget_s, step)
+            break
     if bar is not None:
         bar.close()
     if checkpointer is not None:
