@@ -39,7 +39,7 @@ SIZES = ("", "small", "smoke")
 
 def _model() -> ml_collections.ConfigDict:
     m = ml_collections.ConfigDict()
-    m.kind = "egnn"  # "egnn", "symdiff" or "symdiff_h" (models.factory.build_conformer_net)
+    m.kind = "symdiff"  # "symdiff", "symdiff_h" or "egnn" (models.factory.build_conformer_net)
     m.group = "O3"  # the rotations of the SymDiff symmetrisation
     m.graph = ml_collections.ConfigDict({"hidden": 128, "out": 64, "layers": 3})
     # SymDiff: the DiT f_theta and the learned gamma (paper 002's QM9 sizes).

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax.models.mlp import dense_tokens
 
 _AGGREGATIONS = ("sum", "mean")
 
@@ -80,6 +81,10 @@ def aggregate(
     return total / count
 
 
+def _matmul_2d(x: jax.Array, w: jax.Array) -> jax.Array:
+    return (x.reshape(-1, x.shape[-1]) @ w).reshape(*x.shape[:-1], w.shape[-1])
+
+
 def edge_linear(linear: nnx.Linear, h: jax.Array, edge_attr: jax.Array) -> jax.Array:
     """`linear([h_i, h_j, a_ij])` for all pairs, without building the concatenation.
 
@@ -100,9 +105,14 @@ def edge_linear(linear: nnx.Linear, h: jax.Array, edge_attr: jax.Array) -> jax.A
     width = h.shape[-1]
     dtype = jnp.result_type(h.dtype, edge_attr.dtype)
     kernel = linear.kernel[...].astype(dtype)
-    from_i = h @ kernel[:width]
-    from_j = h @ kernel[width : 2 * width]
-    out = edge_attr @ kernel[2 * width :] + from_i[..., :, None, :] + from_j[..., None, :, :]
+    # 2-D matmuls (leading axes flattened): see `symdiff_jax.models.mlp.dense_tokens`.
+    from_i = _matmul_2d(h, kernel[:width])
+    from_j = _matmul_2d(h, kernel[width : 2 * width])
+    out = (
+        _matmul_2d(edge_attr, kernel[2 * width :])
+        + from_i[..., :, None, :]
+        + from_j[..., None, :, :]
+    )
     if linear.bias is not None:
         out = out + linear.bias[...].astype(dtype)
     return out
@@ -136,13 +146,16 @@ class _Sublayer(nnx.Module):
     def __call__(self, h, edge_attr, edge_mask, node_mask):
         # Eq. (3): m_ij = phi_e(h_i, h_j, ||x_i - x_j||^2, a_ij).
         m = self.activation(edge_linear(self.edge_in, h, edge_attr))
-        m = self.activation(self.edge_out(m))
+        m = self.activation(dense_tokens(self.edge_out, m))
         if self.gate is not None:
-            m = m * jax.nn.sigmoid(self.gate(m))
+            m = m * jax.nn.sigmoid(dense_tokens(self.gate, m))
         # Eq. (5): m_i = sum_{j != i} m_ij.
         m_i = aggregate(m, edge_mask, self.aggregation, self.normalization_factor)
         # Eq. (6): h_i <- h_i + phi_h(h_i, m_i) (residual, as in EDM).
-        update = self.node_out(self.activation(self.node_in(jnp.concatenate([h, m_i], axis=-1))))
+        update = dense_tokens(
+            self.node_out,
+            self.activation(dense_tokens(self.node_in, jnp.concatenate([h, m_i], axis=-1))),
+        )
         return (h + update) * node_mask
 
 
@@ -177,7 +190,7 @@ class _CoordinateUpdate(nnx.Module):
 
     def __call__(self, h, x, diff, edge_attr, edge_mask, node_mask):
         phi = self.activation(edge_linear(self.lin1, h, edge_attr))
-        phi = self.lin3(self.activation(self.lin2(phi)))
+        phi = dense_tokens(self.lin3, self.activation(dense_tokens(self.lin2, phi)))
         if self.tanh:
             phi = jnp.tanh(phi) * self.coords_range
         shift = aggregate(diff * phi, edge_mask, self.aggregation, self.normalization_factor)
@@ -360,10 +373,10 @@ class EGNN(nnx.Module):
         static_edges, _ = pairwise_geometry(x)
         if self.edge_features:
             static_edges = jnp.concatenate([static_edges, edge_attr.astype(dtype)], -1)
-        h = self.embedding(h) * node_mask
+        h = dense_tokens(self.embedding, h) * node_mask
         for block in self.blocks:
             h, x = block(h, x, static_edges, edge_mask, node_mask)
-        h = self.readout(h) * node_mask
+        h = dense_tokens(self.readout, h) * node_mask
         if unbatched:
             return x[0], h[0]
         return x, h

@@ -101,11 +101,13 @@ class _Oracle:
         return jnp.zeros_like(x)
 
 
-@pytest.mark.parametrize("x_target", ["data", "symmetrised"])
-def test_flow_losses_are_per_example_and_finite(x_target):
+@pytest.mark.parametrize(
+    "x_target, group", [("data", "O3"), ("symmetrised", "O3"), ("symmetrised", "SO3")]
+)
+def test_flow_losses_are_per_example_and_finite(x_target, group):
     table = _table()
     batch = _batch(table, width=8)
-    out = flow_matching_losses(_Oracle(), jax.random.key(2), batch, x_target=x_target)
+    out = flow_matching_losses(_Oracle(), jax.random.key(2), batch, x_target=x_target, group=group)
     assert out["loss"].shape == (3,) and np.isfinite(np.asarray(out["loss"])).all()
     # With a zero network the loss is the mean squared target.
     np.testing.assert_allclose(out["loss"], out["target_norm"] ** 2, rtol=1e-5)
