@@ -75,7 +75,7 @@ def test_override_parameters_replaces_and_checks_names():
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", sorted(NOTEBOOKS))
-def test_notebook_runs(path):
+def test_notebook_runs(path, monkeypatch):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     full = os.path.join(REPO, path)
@@ -84,6 +84,8 @@ def test_notebook_runs(path):
     cell.source = override_parameters(cell.source, NOTEBOOKS[path])
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     os.environ.setdefault("MPLBACKEND", "Agg")
+    # The kernel inherits the environment: tiny runs compile faster without XLA's passes.
+    monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
     client = nbclient.NotebookClient(
         nb,
         timeout=600,

@@ -12,6 +12,18 @@ from symdiff_jax.data.geom import write_example_geom
 from symdiff_jax.experiments import conformers
 from symdiff_jax.experiments.conformer_config import NAMES, conformer_config
 
+
+@pytest.fixture
+def fast_compile():
+    """XLA's optimisation passes dominate the compile time of these tiny runs."""
+    import jax
+
+    previous = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 METRICS = ("cov_r@0.1_mean", "cov_r@0.5_median", "amr_r_mean", "amr_p_median", "val/loss")
 
 
@@ -31,7 +43,7 @@ def geom_dir(tmp_path_factory):
     return info["data_dir"]
 
 
-def test_geom_qm9_flow_target_smoke_runs_end_to_end(tmp_path, geom_dir):
+def test_geom_qm9_flow_target_smoke_runs_end_to_end(tmp_path, geom_dir, fast_compile):
     """The published GEOM layout (small files written here) -> safe cache -> train -> score."""
     config = conformer_config("geom_qm9_flow_target", "smoke")
     config.data.geom_dir = str(geom_dir)
@@ -45,7 +57,7 @@ def test_geom_qm9_flow_target_smoke_runs_end_to_end(tmp_path, geom_dir):
     assert len(table["positions"]) == 8
 
 
-def test_qm9_conformers_diffusion_target_smoke(tmp_path):
+def test_qm9_conformers_diffusion_target_smoke(tmp_path, fast_compile):
     config = conformer_config("qm9_conformers_diff_target", "smoke")
     config.data.cache_dir = str(tmp_path / "tables")
     metrics = conformers.run(config, str(tmp_path))
