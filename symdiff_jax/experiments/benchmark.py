@@ -19,6 +19,15 @@ batch when the dataset cannot be loaded):
   peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
                    `peak_device_mb` where the device reports it (GPUs).
 
+With `bucket_widths` (size bucketing: each batch holds molecules of one size range,
+padded to the range's top), the train and denoising steps are also timed at every
+width `w_b`, on molecules of `w_{b-1} < n <= w_b` atoms, and averaged with the weights
+`f_b` = fraction of training molecules in the bucket: `train_step_ms_bucketed` =
+sum_b f_b train_step_ms(w_b) is the mean step of an epoch of bucketed batches (the
+same number of batches as unbucketed ones), `sample_step_ms_bucketed` the mean
+denoising step of a sample whose sizes follow the data, sampled bucket by bucket.
+Each width is one more compilation (`bucket_compile_s`, their total).
+
 The table goes to stdout; its last line is one JSON object with every figure.
 Sampling and the target run on the first device; the train step on a data mesh of
 `--num_devices` devices (default all).
@@ -38,14 +47,22 @@ For the official code (leozhangML/SymDiff), time its `train_epoch` inner step
 its sampler's per-step `phi` call for `sample_step_ms`; run both back to back, nothing
 else on the machine, and report the ratio. `--num_atoms` pads to another width (e.g.
 a size bucket); `--sample_runs 0` skips the (long) full sampling run.
+
+On Linux, glibc returns large freed blocks (XLA's per-call scratch memory, about 1.4 GB
+for the QM9 SymDiff step at batch 64) to the kernel and takes them back on the next
+call, page by page; on small VMs those page faults cost up to ~20% of a step. Run with
+`MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000` to keep
+that memory in the process (`peak_rss_mb` is unchanged: the memory is in use anyway).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import resource
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -68,17 +85,22 @@ MIN_TIMED_STEPS = 10
 
 
 def synthetic_batch(
-    config, batch_size: int, num_atoms: int | None = None, seed: int = 0
+    config,
+    batch_size: int,
+    num_atoms: int | None = None,
+    seed: int = 0,
+    min_atoms: int | None = None,
 ) -> dict[str, np.ndarray]:
     """A random batch shaped like the config's dataset (sizes in `[n/2, n]`, centred).
 
     The speed of a step does not depend on the values, only on the shapes; this stands
-    in when the dataset is not available.
+    in when the dataset is not available. `min_atoms` raises the smallest size.
     """
     dataset = qm9.dataset_of(config)
     n = int(num_atoms or config.data.max_atoms)
     rng = np.random.default_rng(seed)
-    sizes = rng.integers(max(2, n // 2), n + 1, size=batch_size)
+    low = max(2, n // 2) if min_atoms is None else min(max(1, int(min_atoms)), n)
+    sizes = rng.integers(low, n + 1, size=batch_size)
     mask = (np.arange(n)[None] < sizes[:, None]).astype(np.float32)
     charges = rng.choice(np.asarray(dataset.atom_types), size=(batch_size, n)) * (mask > 0)
     positions = rng.normal(0.0, 1.5, (batch_size, n, 3)) * mask[..., None]
@@ -92,25 +114,31 @@ def synthetic_batch(
 
 
 def data_batch(
-    config, batch_size: int, num_atoms: int | None = None, seed: int = 0
+    config,
+    batch_size: int,
+    num_atoms: int | None = None,
+    seed: int = 0,
+    min_atoms: int | None = None,
 ) -> tuple[dict[str, np.ndarray], str, int | None]:
     """`(batch, source, num_train)`: `batch_size` random train molecules of <= `num_atoms` atoms.
 
     Padded to width `num_atoms` (default `config.data.max_atoms`) and centred, as the
     train loop feeds them; `source` is the dataset's name, or "synthetic" when loading
-    fails (then `num_train` is None, else the size of the train split).
+    fails (then `num_train` is None, else the size of the train split). With
+    `min_atoms`, only molecules of at least that many atoms (one size bucket).
     """
     n = int(num_atoms or config.data.max_atoms)
     try:
         train = qm9.load_split(config, "train")
     except Exception as e:  # no dataset on this machine: shapes are what matters
         logging.warning("Dataset not available (%s); timing a synthetic batch.", e)
-        return synthetic_batch(config, batch_size, n, seed), "synthetic", None
-    keep = np.flatnonzero(train["num_atoms"] <= n)
+        return synthetic_batch(config, batch_size, n, seed, min_atoms), "synthetic", None
+    sizes = train["num_atoms"]
+    keep = np.flatnonzero((sizes <= n) & (sizes >= (min_atoms or 0)))
     if len(keep) < batch_size:
         raise ValueError(
-            f"Only {len(keep)} training molecules have <= {n} atoms; lower --batch_size or "
-            "raise --num_atoms."
+            f"Only {len(keep)} training molecules have {min_atoms or 0}..{n} atoms; lower "
+            "--batch_size or widen the size range (--num_atoms, bucket widths)."
         )
     pick = np.sort(np.random.default_rng(seed).choice(keep, batch_size, replace=False))
     subset = {
@@ -193,6 +221,46 @@ def _noisy_positions(key, positions, mask, schedule):
     return z, alpha, sigma
 
 
+def train_sizes(config) -> np.ndarray | None:
+    """Atom counts of the training molecules, or None when the dataset is not available."""
+    try:
+        return np.asarray(qm9.load_split(config, "train")["num_atoms"])
+    except Exception:  # no dataset on this machine
+        return None
+
+
+def bucket_fractions(sizes: np.ndarray, widths: Sequence[int]) -> list[float]:
+    """Fraction of the molecules in each size bucket `(w_{b-1}, w_b]` (`w_{-1} = 0`).
+
+    Args:
+      sizes: `[M]` atom counts.
+      widths: increasing bucket widths; the last must hold the largest molecule.
+
+    Returns:
+      One fraction per width, summing to 1.
+    """
+    widths = [int(w) for w in widths]
+    if not widths or any(b <= a for a, b in zip(widths[:-1], widths[1:], strict=False)):
+        raise ValueError(f"Bucket widths must be increasing and non-empty; got {widths}.")
+    sizes = np.asarray(sizes)
+    if sizes.size == 0 or sizes.max() > widths[-1]:
+        raise ValueError(
+            f"The largest bucket ({widths[-1]} atoms) must hold every molecule; the largest "
+            f"has {int(sizes.max()) if sizes.size else 'none'}. Add a wider bucket."
+        )
+    edges = np.asarray([0, *widths])
+    counts = [
+        np.sum((sizes > lo) & (sizes <= hi)) for lo, hi in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    return [float(c) / sizes.size for c in counts]
+
+
+def _timed_compile(jitted, *args):
+    start = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - start
+
+
 # ----------------------------------------------------------------------------- benchmark
 
 
@@ -208,6 +276,7 @@ def benchmark(
     sample_runs: int = 1,
     synthetic: bool = False,
     seed: int = 0,
+    bucket_widths: Sequence[int] | None = None,
 ) -> dict[str, Any]:
     """Measures the config's train step, sampling and symmetrised target.
 
@@ -223,6 +292,9 @@ def benchmark(
       sample_runs: full sampling runs timed (0 skips them; the median is reported).
       synthetic: time a synthetic batch instead of real molecules.
       seed: seeds the batch choice and the keys.
+      bucket_widths: increasing padded widths of size buckets (the last one holding the
+        largest molecule, e.g. `(16, 19, 22, 29)` for QM9); adds the per-width and the
+        bucket-averaged train and denoising steps (see the module docstring).
 
     Returns:
       A flat dict of the figures (see the module docstring).
@@ -247,6 +319,7 @@ def benchmark(
         host_batch, source, num_train = data_batch(config, batch_size, num_atoms, seed)
     width = host_batch["mask"].shape[1]
     schedule = qm9.make_schedule(config)
+    buckets = _bucket_batches(config, batch_size, bucket_widths, synthetic, seed)
 
     # --- train step (sharded over the data mesh, as experiments.train runs it)
     mesh = sharding.make_mesh(num_devices)
@@ -265,20 +338,27 @@ def benchmark(
         ema_decay=config.optim.ema_decay,
         ema_warmup=config.optim.ema_warmup,
     )
-    start = time.perf_counter()
-    compiled = step.lower(state, batch, k_train).compile()
-    compile_s = time.perf_counter() - start
+    compiled, compile_s = _timed_compile(step, state, batch, k_train)
     holder = {"state": state}
     del state
 
-    def train_call():
-        holder["state"], metrics = compiled(holder["state"], batch, k_train)
-        return holder["state"], metrics
+    def time_train(compiled, batch):
+        def train_call():
+            holder["state"], metrics = compiled(holder["state"], batch, k_train)
+            return holder["state"], metrics
 
-    time_calls(train_call, warmup)
-    train_times = time_calls(train_call, num_steps)
+        time_calls(train_call, warmup)
+        return time_calls(train_call, num_steps), train_call
+
+    train_times, train_call = time_train(compiled, batch)
     train_ms = 1e3 * statistics.median(train_times)
     loss = float(jax.device_get(train_call()[1]["loss"]))
+    bucket_compile_s = 0.0
+    for bucket in buckets:
+        bucket_batch = sharding.shard_batch(bucket["host"], mesh)
+        compiled_b, seconds = _timed_compile(step, holder["state"], bucket_batch, k_train)
+        bucket_compile_s += seconds
+        bucket["train_ms"] = 1e3 * statistics.median(time_train(compiled_b, bucket_batch)[0])
 
     # --- sampling and the target: one device
     device = jax.local_devices()[0]
@@ -294,6 +374,15 @@ def benchmark(
     sample_ms = 1e3 * statistics.median(
         time_calls(lambda: denoise_c(params, k_step, z, mask), num_steps)
     )
+    for bucket in buckets:
+        mask_b = jax.device_put(jnp.asarray(bucket["host"]["mask"]), device)
+        shape_b = mask_b.shape + (spec.n_dims + spec.num_features,)
+        z_b = prior_sample(k_sample, shape_b, mask_b, com_free=True, position_dims=spec.n_dims)
+        denoise_b, seconds = _timed_compile(denoise, params, k_step, z_b, mask_b)
+        bucket_compile_s += seconds
+        call = functools.partial(denoise_b, params, k_step, z_b, mask_b)
+        time_calls(call, warmup)
+        bucket["sample_ms"] = 1e3 * statistics.median(time_calls(call, num_steps))
 
     sample_run_s = sample_compile_s = None
     if sample_runs > 0:
@@ -340,6 +429,46 @@ def benchmark(
         "peak_rss_mb": peak_rss_mb(),
         "peak_device_mb": peak_device_mb(),
         "jax_version": jax.__version__,
+        **_bucket_figures(buckets, bucket_compile_s, num_train, batch_size),
+    }
+
+
+def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[str, Any]]:
+    """One host batch per size bucket, with the bucket's share of the training molecules."""
+    if not widths:
+        return []
+    widths = [int(w) for w in widths]
+    sizes = None if synthetic else train_sizes(config)
+    if sizes is None:  # synthetic sizes: uniform on [2, max_atoms]
+        sizes = np.arange(2, int(config.data.max_atoms) + 1)
+    fractions = bucket_fractions(sizes, widths)
+    buckets, low = [], 1
+    for w, f in zip(widths, fractions, strict=True):
+        if synthetic:
+            host = synthetic_batch(config, batch_size, w, seed, min_atoms=low)
+        else:
+            host = data_batch(config, batch_size, w, seed, min_atoms=low)[0]
+        buckets.append({"width": w, "fraction": f, "host": host})
+        low = w + 1
+    return buckets
+
+
+def _bucket_figures(buckets, compile_s, num_train, batch_size) -> dict[str, Any]:
+    if not buckets:
+        return {}
+    weighted = lambda k: sum(b["fraction"] * b[k] for b in buckets)  # noqa: E731
+    train_ms = weighted("train_ms")
+    return {
+        "bucket_widths": [b["width"] for b in buckets],
+        "bucket_fractions": [b["fraction"] for b in buckets],
+        "train_step_ms_by_width": [b["train_ms"] for b in buckets],
+        "sample_step_ms_by_width": [b["sample_ms"] for b in buckets],
+        "train_step_ms_bucketed": train_ms,
+        "sample_step_ms_bucketed": weighted("sample_ms"),
+        "epoch_s_bucketed": None
+        if num_train is None
+        else train_ms / 1e3 * (num_train // batch_size),
+        "bucket_compile_s": compile_s,
     }
 
 
@@ -348,7 +477,10 @@ _ROWS = (
     ("train step (min)", "train_step_ms_min", "ms"),
     ("train step compile", "compile_s", "s"),
     ("epoch estimate", "epoch_s", "s"),
+    ("train step, bucketed", "train_step_ms_bucketed", "ms"),
+    ("epoch, bucketed", "epoch_s_bucketed", "s"),
     ("denoising step", "sample_step_ms", "ms"),
+    ("denoising, bucketed", "sample_step_ms_bucketed", "ms"),
     ("full sampling run", "sample_run_s", "s"),
     ("  per molecule", "s_per_molecule", "s"),
     ("  compile", "sample_compile_s", "s"),

@@ -30,6 +30,7 @@ from flax import nnx
 from symdiff_jax._validation import check_mask, check_points
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding, TimestepEmbedding
+from symdiff_jax.models.mlp import dense_tokens
 
 Array = jax.Array
 
@@ -96,6 +97,38 @@ def modulate(x: Array, shift: Array, scale: Array) -> Array:
     return x * (1.0 + scale[:, None, :]) + shift[:, None, :]
 
 
+@jax.custom_jvp
+def materialise_gradient(x: Array) -> Array:
+    """Identity whose tangent (and so its reverse-mode cotangent) is computed in full here.
+
+    The residual stream of a deep network accumulates its cotangent over all later
+    blocks: `dz_k = dz_{k+1} + (branch terms of block k)`. XLA:CPU fuses this chain of
+    elementwise adds into every consumer of every `dz_k` and recomputes it there, which
+    costs time quadratic in the depth (and tens of seconds of compilation). Passing the
+    tangent through a `lax.cond` whose predicate XLA cannot fold (both branches are the
+    identity) makes it a buffer that later fusions read instead of recompute. The value,
+    its derivatives and their values are unchanged; under `vmap` the cond becomes a
+    select and the cut may be lost (only speed depends on it).
+
+    Args:
+      x: any array.
+
+    Returns:
+      `x`.
+    """
+    return x
+
+
+@materialise_gradient.defjvp
+def _materialise_gradient_jvp(primals, tangents):
+    (x,), (t,) = primals, tangents
+    if x.size == 0:
+        return x, t
+    keep = jnp.isfinite(x.reshape(-1)[0])
+    # The second branch is not a plain forward, or JAX would prune the cond.
+    return x, jax.lax.cond(keep, lambda u: u, lambda u: u * 1, t)
+
+
 def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False):
     init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
     return nnx.Linear(
@@ -132,7 +165,7 @@ class Attention(nnx.Module):
     def __call__(self, x: Array, mask: Array) -> Array:
         """`x [B, N, D]`, `mask [B, N]` -> `[B, N, D]`."""
         b, n, d = x.shape
-        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim)
+        qkv = dense_tokens(self.qkv, x).reshape(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
         # A large finite negative (not -inf) keeps a system without real atoms finite.
@@ -140,7 +173,7 @@ class Attention(nnx.Module):
         logits = jnp.where(key_mask, logits, jnp.finfo(logits.dtype).min)
         weights = jax.nn.softmax(logits, axis=-1)
         out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
-        return self.proj(out.reshape(b, n, d))
+        return dense_tokens(self.proj, out.reshape(b, n, d))
 
 
 def _swiglu_fc1_init(base):
@@ -190,8 +223,8 @@ class SwiGLU(nnx.Module):
         self.fc2 = _xavier_linear(hidden_features // 2, dim, rngs, param_dtype)
 
     def __call__(self, x: Array) -> Array:
-        a, b = jnp.split(self.fc1(x), 2, axis=-1)
-        return self.fc2(jax.nn.silu(a) * b)
+        a, b = jnp.split(dense_tokens(self.fc1, x), 2, axis=-1)
+        return dense_tokens(self.fc2, jax.nn.silu(a) * b)
 
 
 class GeluMLP(nnx.Module):
@@ -202,7 +235,7 @@ class GeluMLP(nnx.Module):
         self.fc2 = _xavier_linear(hidden_features, dim, rngs, param_dtype)
 
     def __call__(self, x: Array) -> Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=True))
+        return dense_tokens(self.fc2, jax.nn.gelu(dense_tokens(self.fc1, x), approximate=True))
 
 
 _MLPS = {"swiglu": SwiGLU, "gelu": GeluMLP}
@@ -244,6 +277,7 @@ class DiTBlock(nnx.Module):
         """`z [B, N, D]`, `c [B, D]`, `mask [B, N]` -> `[B, N, D]`."""
         s1, c1, g1, s2, c2, g2 = jnp.split(self.adaln(jax.nn.silu(c)), 6, axis=-1)
         z = z + g1[:, None, :] * self.attn(modulate(layer_norm(z), s1, c1), mask)
+        z = materialise_gradient(z)
         return z + g2[:, None, :] * self.mlp(modulate(layer_norm(z), s2, c2))
 
 
@@ -256,7 +290,7 @@ class FinalLayer(nnx.Module):
 
     def __call__(self, z: Array, c: Array) -> Array:
         shift, scale = jnp.split(self.adaln(jax.nn.silu(c)), 2, axis=-1)
-        return self.linear(modulate(layer_norm(z), shift, scale))
+        return dense_tokens(self.linear, modulate(layer_norm(z), shift, scale))
 
 
 class DiTBackbone(nnx.Module):
@@ -321,14 +355,14 @@ class DiTBackbone(nnx.Module):
         features after the last block.
         """
         if self.input is not None:
-            z = self.input(z)
+            z = dense_tokens(self.input, z)
         if z.shape[-1] != self.hidden:
             raise ValueError(
                 f"DiT tokens must have width hidden={self.hidden}; got shape {z.shape}."
             )
         c = self.time_embedding(t)
         for block in self.blocks:
-            z = block(z, c, mask)
+            z = materialise_gradient(block(z, c, mask))
         if use_final_layer and self.final is not None:
             z = self.final(z, c)
         return z
@@ -417,7 +451,7 @@ class DiT(nnx.Module):
         x = remove_com(jnp.where(m, x, 0.0), mask)
         tokens = jnp.concatenate(
             [
-                self.input_embedding(jnp.concatenate([x, h], axis=-1)),
+                dense_tokens(self.input_embedding, jnp.concatenate([x, h], axis=-1)),
                 self.distance_embedding(x, mask),
             ],
             axis=-1,

@@ -18,11 +18,16 @@ import jax.numpy as jnp
 from flax import nnx
 
 from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax.models.mlp import dense_tokens
 
 Array = jax.Array
 
 # The floor added to |sigma_k| so that no Gaussian collapses to a spike.
 GAUSSIAN_MIN_STD = 1e-2
+
+# A padded partner atom is placed this many widths beyond every Gaussian centre:
+# exp(-FAR_STDS**2 / 2) = exp(-2048) is exactly 0 in float32 and float64.
+FAR_STDS = 64.0
 
 
 def pairwise_distances(x: Array) -> Array:
@@ -120,12 +125,22 @@ class GaussianDistanceEmbedding(nnx.Module):
         )
 
     def basis(self, x: Array, mask: Array) -> Array:
-        """`(1/N) sum_{j real} psi(|x_i - x_j|)`: `[B, N, 3], [B, N] -> [B, N, K]` (before `W_D`)."""
+        """`(1/N) sum_{j real} psi(|x_i - x_j|)`: `[B, N, 3], [B, N] -> [B, N, K]` (before `W_D`).
+
+        Padded partners `j` are not multiplied by a `[B, N, N, K]` pair mask: their
+        distance is set beyond the reach of every Gaussian (`FAR_STDS` widths past the
+        farthest centre), where `psi` underflows to exactly 0 in float32 and float64, and
+        so are its derivatives. The sum is the same, without a `[B, N, N, K]` mask that
+        XLA:CPU would broadcast and write out (twice per call with its gradient).
+        """
         m = mask.astype(x.dtype)
-        psi = gaussian_basis(pairwise_distances(x), self.means[...], self.stds[...])
-        pair = (m[..., :, None] * m[..., None, :])[..., None]
-        count = jnp.maximum(jnp.sum(m, axis=-1), 1.0)[..., None, None]
-        return jnp.sum(psi * pair, axis=-2) / count
+        means, stds = self.means[...], self.stds[...]
+        width = jnp.abs(stds) + GAUSSIAN_MIN_STD
+        far = jax.lax.stop_gradient(jnp.max(means + FAR_STDS * width))
+        d = jnp.where(m[..., None, :] > 0, pairwise_distances(x), far)
+        total = jnp.sum(gaussian_basis(d, means, stds), axis=-2)
+        count = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)
+        return total * (m / count)[..., None]
 
     def __call__(self, x: Array, mask: Array | None = None) -> Array:
         """Distance features of every atom.
@@ -144,7 +159,7 @@ class GaussianDistanceEmbedding(nnx.Module):
         m = mask.astype(x.dtype)
         x = jnp.where(m[..., None] > 0, x, 0.0)
         # The mean over j commutes with W_D: embed the K averaged basis values once.
-        return self.linear(self.basis(x, m)) * m[..., None]
+        return dense_tokens(self.linear, self.basis(x, m)) * m[..., None]
 
 
 def timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:

@@ -1,4 +1,5 @@
-"""Small time-conditioned MLPs and the reflection-equivariant (odd) denoiser of the 1D toy.
+"""Small time-conditioned MLPs, the reflection-equivariant (odd) denoiser of the 1D toy, and
+`dense_tokens`, the per-token Linear that the DiT networks use.
 
 Paper 000 (section 4.1) trains the denoiser
 

@@ -131,3 +131,38 @@ def test_data_batch_pads_to_the_requested_width():
 def test_too_few_timed_steps_is_an_error():
     with pytest.raises(ValueError, match=">= 10"):
         benchmark.benchmark(qm9_config("symdiff", "smoke"), num_steps=3)
+
+
+def test_bucket_fractions_count_each_size_range_once():
+    sizes = np.array([3, 9, 10, 11, 16, 17, 29, 29])
+    np.testing.assert_allclose(
+        benchmark.bucket_fractions(sizes, [10, 16, 29]), [3 / 8, 2 / 8, 3 / 8]
+    )
+    with pytest.raises(ValueError, match="must hold every molecule"):
+        benchmark.bucket_fractions(sizes, [10, 16])
+    with pytest.raises(ValueError, match="increasing"):
+        benchmark.bucket_fractions(sizes, [16, 10, 29])
+
+
+def test_bucketed_figures_are_the_weighted_widths():
+    """Each bucket's batch has molecules of its size range; the average uses the weights."""
+    config = qm9_config("symdiff", "smoke")
+    low = benchmark.synthetic_batch(config, 6, num_atoms=12, seed=2, min_atoms=9)
+    assert low["mask"].shape == (6, 12) and set(low["mask"].sum(1)) <= set(range(9, 13))
+    jax.config.update("jax_disable_most_optimizations", True)
+    try:
+        res = benchmark.benchmark(
+            config, batch_size=2, num_steps=10, warmup=1, sample_runs=0, synthetic=True,
+            bucket_widths=(12, 29),
+        )  # fmt: skip
+    finally:
+        jax.config.update("jax_disable_most_optimizations", False)
+    assert res["bucket_widths"] == [12, 29]
+    np.testing.assert_allclose(sum(res["bucket_fractions"]), 1.0)
+    for key in ("train", "sample"):
+        per_width = np.asarray(res[f"{key}_step_ms_by_width"])
+        assert np.all(per_width > 0)
+        want = float(np.dot(res["bucket_fractions"], per_width))
+        assert res[f"{key}_step_ms_bucketed"] == pytest.approx(want, rel=1e-12)
+    assert res["bucket_compile_s"] > 0
+    assert "train step, bucketed" in benchmark.format_table(res)

@@ -7,6 +7,8 @@ re-implementations of the formulas.
 """
 
 import math
+import re
+import types
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +23,7 @@ from symdiff_jax.models.dit import (
     SwiGLU,
     count_params,
     layer_norm,
+    materialise_gradient,
     param_breakdown,
 )
 from symdiff_jax.models.embeddings import (
@@ -29,6 +32,7 @@ from symdiff_jax.models.embeddings import (
     pairwise_distances,
     timestep_embedding,
 )
+from symdiff_jax.models.mlp import dense_tokens
 from symdiff_jax.testing import assert_equivariant, randomise_parameters
 from symdiff_jax.testing.equivariance import act_on_atom_features
 
@@ -394,6 +398,124 @@ def test_layer_norm_matches_numpy():
     x = np.random.default_rng(14).normal(size=(4, 7))
     want = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(layer_norm(jnp.asarray(x, jnp.float32)), want, atol=1e-5)
+
+
+def test_distance_embedding_gradients_match_finite_differences(x64):
+    """d Psi / d(means, stds, x) against central differences of the numpy loop (float64).
+
+    One Gaussian is made 40 wide, so the padded partners (set beyond every Gaussian's
+    reach instead of masked) must still contribute exactly nothing.
+    """
+    emb = GaussianDistanceEmbedding(4, 3, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
+    randomise(emb, jax.random.key(6), scale=1.0)
+    emb.stds[...] = emb.stds[...].at[2].set(40.0)
+    x, _, _, m = (np.asarray(a) for a in inputs(20, dtype=np.float64, mask=MASKS["trailing"]))
+    w = np.random.default_rng(21).normal(size=(2, 6, 4))
+    means, stds = arr(emb.means), arr(emb.stds)
+
+    def np_loss(x, means, stds):
+        return float(np.sum(np_psi_mean(x * m[..., None], m, means, stds) * w * m[..., None]))
+
+    def loss(x, means, stds):
+        params = types.SimpleNamespace(means=means, stds=stds)  # basis reads only these
+        return jnp.sum(GaussianDistanceEmbedding.basis(params, x * m[..., None], m) * w)
+
+    got = jax.grad(loss, argnums=(0, 1, 2))(jnp.asarray(x), jnp.asarray(means), jnp.asarray(stds))
+    np.testing.assert_allclose(loss(x, means, stds), np_loss(x, means, stds), rtol=1e-12)
+    eps = 1e-6
+    for arg, g in zip(range(3), got, strict=True):
+        args = [x, means, stds]
+        want = np.zeros_like(args[arg])
+        for idx in np.ndindex(args[arg].shape):
+            hi, lo = [a.copy() for a in args], [a.copy() for a in args]
+            hi[arg][idx] += eps
+            lo[arg][idx] -= eps
+            want[idx] = (np_loss(*hi) - np_loss(*lo)) / (2 * eps)
+        np.testing.assert_allclose(np.asarray(g), want, rtol=1e-6, atol=1e-8)
+    assert float(np.max(np.abs(np.asarray(got[0])[m == 0]))) == 0.0
+
+
+def test_dense_tokens_is_the_linear_layer():
+    lin = nnx.Linear(5, 3, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(22).normal(size=(2, 4, 6, 5)), jnp.float32)
+    for a in (x[0, 0, 0], x[0, 0], x[0], x):
+        got = dense_tokens(lin, a)
+        assert got.shape == a.shape[:-1] + (3,)
+        np.testing.assert_allclose(got, lin(a), rtol=1e-6, atol=1e-6)
+
+
+def test_materialise_gradient_changes_no_value_or_derivative():
+    def f(x):
+        return jnp.sum(jnp.sin(x) * x**2)
+
+    def g(x):
+        return jnp.sum(jnp.sin(materialise_gradient(x)) * materialise_gradient(x) ** 2)
+
+    x = jnp.asarray(np.random.default_rng(23).normal(size=(3, 4)), jnp.float32)
+    v = jnp.ones_like(x)
+    assert g(x) == f(x)
+    close = dict(rtol=1e-6, atol=1e-7)  # fusion may reorder float operations
+    np.testing.assert_allclose(jax.jit(jax.grad(g))(x), jax.jit(jax.grad(f))(x), **close)
+    np.testing.assert_allclose(jax.jvp(g, (x,), (v,))[1], jax.jvp(f, (x,), (v,))[1], **close)
+    np.testing.assert_allclose(jax.hessian(g)(x), jax.hessian(f)(x), **close)
+    np.testing.assert_allclose(jax.vmap(jax.grad(g))(x), jax.vmap(jax.grad(f))(x), **close)
+    assert materialise_gradient(jnp.zeros((0, 3))).shape == (0, 3)
+
+
+# ----------------------------------------------------------------------------- compiled structure
+
+
+def _compiled_dit_gradient(depth, batch=3, n=5):
+    """HLO text (entry computation and all) of the compiled gradient of a small DiT."""
+    model = DiT(F, hidden=16, depth=depth, heads=2, node_embed=10, num_gaussians=5,
+                rngs=nnx.Rngs(0))  # fmt: skip
+    graphdef, params = nnx.split(model)
+    x, h, t, m = inputs(24, n=n, batch=batch)
+
+    def loss(p):
+        ex, eh = nnx.merge(graphdef, p)(x, h, t, m)
+        return jnp.sum(ex**2) + jnp.sum(eh**2)
+
+    return jax.jit(jax.grad(loss)).lower(params).compile().as_text()
+
+
+def _largest_fusion(hlo: str) -> int:
+    sizes, current = {}, None
+    for line in hlo.splitlines():
+        head = re.match(r"^%(\S+) \(", line)
+        if head:
+            current = head.group(1)
+            sizes[current] = 0
+        elif current and line.startswith("  %"):
+            sizes[current] += 1
+        elif line.startswith("}"):
+            current = None
+    return max(sizes[c] for c in re.findall(r"fusion\(.*?calls=%([^,\s]+)", hlo))
+
+
+def test_backward_fusions_do_not_grow_with_depth():
+    """The residual cotangent is cut at every half block (`materialise_gradient`).
+
+    Without the cut, XLA:CPU fuses the cotangent's whole chain of adds into each of its
+    consumers: the largest fusion grows linearly with depth (~200 ops at depth 2, ~630
+    at depth 8) and the step's cost quadratically. With it, the size stays put.
+    """
+    shallow = _largest_fusion(_compiled_dit_gradient(2))
+    deep = _largest_fusion(_compiled_dit_gradient(8))
+    assert deep <= 1.25 * shallow, (shallow, deep)
+
+
+def test_weight_gradients_read_the_cotangent_in_place():
+    """No `[features, tokens]` transposed copy in the backward (`dense_tokens`).
+
+    A Linear applied to `[B, N, in]` has a weight gradient contracting two axes, which
+    XLA:CPU lowers with a transposed copy of the output cotangent (an array of shape
+    `[out, B N]` that also absorbs and recomputes the cotangent's producers).
+    """
+    batch, n = 3, 5
+    hlo = _compiled_dit_gradient(2, batch, n).split("ENTRY")[1]
+    transposed = re.findall(rf"^  %(\S+) = f32\[\d+,{batch * n}\]", hlo, re.M)
+    assert not transposed, transposed
 
 
 # ----------------------------------------------------------------------------- sizes
