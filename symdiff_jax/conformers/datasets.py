@@ -39,6 +39,7 @@ __all__ = [
     "conformer_batch",
     "load_conformer_data",
     "graph_mol",
+    "mols_with_positions",
     "reference_mols",
     "table_from_mols",
     "train_batches",
@@ -265,20 +266,21 @@ def load_conformer_data(data_cfg, split: str, *, progress: bool = False) -> dict
     return table
 
 
-def reference_mols(table: dict[str, np.ndarray], molecule: int, elements=None) -> list:
-    """The conformers of one molecule as RDKit Mols (one conformer each), from a table.
+def mols_with_positions(table: dict[str, np.ndarray], molecule: int, positions) -> list:
+    """RDKit Mols (one conformer each) of a table's molecule at the given coordinates.
 
-    The graph is rebuilt from the table's atoms and bond types (hydrogens explicit), so the
-    atom order is the table's.
+    Args:
+      table: a `ConformerData` table.
+      molecule: the molecule's row.
+      positions: `[C, N, 3]` (or `[C, n, 3]`) coordinates in the table's atom order.
     """
     from rdkit import Chem
     from rdkit.Geometry import Point3D
 
     graph = graph_mol(table, molecule)
-    start, stop = table["conformer_offsets"][molecule], table["conformer_offsets"][molecule + 1]
     n = int(table["num_atoms"][molecule])
     out = []
-    for x in table["positions"][start:stop]:
+    for x in positions:
         m = Chem.Mol(graph)
         conf = Chem.Conformer(n)
         for i in range(n):
@@ -286,6 +288,16 @@ def reference_mols(table: dict[str, np.ndarray], molecule: int, elements=None) -
         m.AddConformer(conf, assignId=True)
         out.append(m)
     return out
+
+
+def reference_mols(table: dict[str, np.ndarray], molecule: int) -> list:
+    """The table's conformers of one molecule as RDKit Mols (one conformer each).
+
+    The graph is rebuilt from the table's atoms and bond types (hydrogens explicit), so the
+    atom order is the table's.
+    """
+    start, stop = table["conformer_offsets"][molecule], table["conformer_offsets"][molecule + 1]
+    return mols_with_positions(table, molecule, table["positions"][start:stop])
 
 
 def graph_mol(table: dict[str, np.ndarray], molecule: int):

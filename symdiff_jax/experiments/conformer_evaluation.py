@@ -24,6 +24,7 @@ from symdiff_jax.conformers.datasets import (
     _ELEMENTS,
     graph_mol,
     load_conformer_data,
+    mols_with_positions,
     reference_mols,
 )
 from symdiff_jax.conformers.graphs import atom_feature_names
@@ -215,4 +216,4 @@ def generate_for_smiles(
     x = conformers.generate_conformers(
         run.graphdef, run.params, key, table, molecules, config, num_steps=num_steps
     )
-    return conformers.conformer_mols(table, 0, x)
+    return mols_with_positions(table, 0, x)

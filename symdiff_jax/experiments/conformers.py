@@ -27,8 +27,8 @@ from flax import nnx
 
 from symdiff_jax.conformers.datasets import (
     conformer_batch,
-    graph_mol,
     load_conformer_data,
+    mols_with_positions,
     reference_mols,
     train_batches,
 )
@@ -266,24 +266,6 @@ def generate_conformers(
     return x
 
 
-def conformer_mols(table, molecule: int, positions: np.ndarray) -> list:
-    """RDKit Mols (one conformer each) of a molecule with the given coordinates `[C, N, 3]`."""
-    from rdkit import Chem
-    from rdkit.Geometry import Point3D
-
-    graph = graph_mol(table, molecule)
-    n = int(table["num_atoms"][molecule])
-    mols = []
-    for x in positions:
-        m = Chem.Mol(graph)
-        conf = Chem.Conformer(n)
-        for i in range(n):
-            conf.SetAtomPosition(i, Point3D(*map(float, x[i])))
-        m.AddConformer(conf, assignId=True)
-        mols.append(m)
-    return mols
-
-
 def evaluation_plan(table, num_molecules: int, per_reference: int) -> tuple[np.ndarray, np.ndarray]:
     """`(molecules scored [M], molecule of each generated conformer [sum 2 C_m])`."""
     total = len(table["num_atoms"])
@@ -304,7 +286,7 @@ def score_conformers(
     """Per-molecule COV/AMR of generated conformers against the table's references."""
     pairs = []
     for m in chosen:
-        gen = conformer_mols(table, int(m), generated[requests == m])
+        gen = mols_with_positions(table, int(m), generated[requests == m])
         pairs.append((gen, reference_mols(table, int(m))))
     workers = config.evaluate.num_workers
     per_molecule = evaluate_molecules(

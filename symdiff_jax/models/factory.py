@@ -54,8 +54,8 @@ def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
     )
 
 
-def build_egnn(m, num_features: int, rngs: nnx.Rngs) -> EGNN:
-    """EDM's EGNN from `model.egnn.*`."""
+def build_egnn(m, num_features: int, rngs: nnx.Rngs, edge_features: int = 0) -> EGNN:
+    """EDM's EGNN from `model.egnn.*` (with `edge_features` extra edge inputs)."""
     e = m.egnn
     return EGNN(
         num_features,
@@ -69,6 +69,7 @@ def build_egnn(m, num_features: int, rngs: nnx.Rngs) -> EGNN:
         aggregation=e.aggregation,
         normalization_factor=e.normalization_factor,
         condition_time=True,
+        edge_features=edge_features,
         rngs=rngs,
     )
 
@@ -113,22 +114,7 @@ def build_conformer_net(model_config, num_atom_features: int, key: jax.Array) ->
     g = m.graph
     encoder = BondGraphEncoder(num_atom_features, g.hidden, g.out, g.layers, rngs=rngs)
     if m.kind == "egnn":
-        e = m.egnn
-        egnn = EGNN(
-            g.out,
-            hidden=e.hidden,
-            num_layers=e.num_layers,
-            inv_sublayers=e.inv_sublayers,
-            attention=e.attention,
-            tanh=e.tanh,
-            coords_range=e.coords_range,
-            norm_constant=e.norm_constant,
-            aggregation=e.aggregation,
-            normalization_factor=e.normalization_factor,
-            condition_time=True,
-            edge_features=NUM_BOND_TYPES,
-            rngs=rngs,
-        )
+        egnn = build_egnn(m, g.out, rngs, edge_features=NUM_BOND_TYPES)
         return GraphEGNNNet(encoder, egnn)
     dit = build_dit(m, g.out, rngs)
     gamma_net = build_gamma_net(m, dit, rngs) if m.kind == "symdiff" else None
