@@ -37,7 +37,19 @@ _ATOMS = flags.DEFINE_integer("num_atoms", None, "Padded width (default data.max
 _DEVICES = flags.DEFINE_integer("num_devices", None, "Devices of the data mesh (default all).")
 _FSDP = flags.DEFINE_boolean("fsdp", None, "FSDP-split the state (default: train_fsdp).")
 _SAMPLE_RUNS = flags.DEFINE_integer("sample_runs", 1, "Full sampling runs (0 skips them).")
+_BUCKETS = flags.DEFINE_list(
+    "bucket_widths",
+    None,
+    "Size-bucket widths to time, e.g. 16,19,23,29 ('none': no buckets; default: the "
+    "config's data.bucket_sizes).",
+)
 _SYNTHETIC = flags.DEFINE_boolean("synthetic", False, "Time a synthetic batch, not QM9.")
+_KEEP = flags.DEFINE_boolean(
+    "keep_freed_memory",
+    True,
+    "Keep freed memory mapped (runtime.keep_freed_memory; --nokeep_freed_memory: glibc's "
+    "defaults, as a plain process has them).",
+)
 _CACHE = flags.DEFINE_boolean(
     "compilation_cache", False, "Use the persistent compilation cache (compile_s then drops)."
 )
@@ -46,6 +58,7 @@ _CACHE = flags.DEFINE_boolean(
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    kept = runtime.keep_freed_memory() if _KEEP.value else False
     runtime.quiet_library_logs()
     if _CACHE.value:
         runtime.enable_compilation_cache()
@@ -68,10 +81,26 @@ def main(argv) -> None:
         fsdp=_FSDP.value,
         sample_runs=_SAMPLE_RUNS.value,
         synthetic=_SYNTHETIC.value,
+        bucket_widths=_bucket_widths(_BUCKETS.value),
     )
     results["config"] = flags.FLAGS["config"].config_filename
+    results["keep_freed_memory"] = kept
     print(benchmark.format_table(results), flush=True)
     print(json.dumps(results, sort_keys=True), flush=True)
+
+
+def _bucket_widths(values: list[str] | None) -> tuple[int, ...] | None:
+    if values is None:
+        return None
+    if [v.lower() for v in values] in (["none"], [""], []):
+        return ()
+    try:
+        return tuple(int(v) for v in values)
+    except ValueError:
+        raise app.UsageError(
+            f"--bucket_widths takes increasing integers (e.g. 16,19,23,29) or 'none'; got "
+            f"{','.join(values)!r}."
+        ) from None
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import os
 from symdiff_jax.experiments import runtime
 
 runtime.use_single_threaded_eigen()
+runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 

@@ -21,6 +21,7 @@ import time
 from symdiff_jax.experiments import runtime
 
 runtime.use_single_threaded_eigen()
+runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags, logging  # noqa: E402 (after the XLA flags)
 from ml_collections import config_flags  # noqa: E402

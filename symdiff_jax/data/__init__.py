@@ -6,6 +6,7 @@ from symdiff_jax.data.batching import (
     num_atoms_log_prob,
     num_batches,
     sample_num_atoms,
+    sampling_batches,
     size_histogram,
     size_probabilities,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "num_atoms_log_prob",
     "num_batches",
     "sample_num_atoms",
+    "sampling_batches",
     "size_histogram",
     "size_probabilities",
     "ATOM_SYMBOLS",

@@ -129,6 +129,60 @@ def _check_buckets(
     return sizes
 
 
+def sampling_batches(
+    num_atoms: Any,
+    batch_size: int,
+    *,
+    bucket_sizes: Sequence[int] | None = None,
+    max_atoms: int = 29,
+    row_multiple: int = 8,
+) -> list[tuple[np.ndarray, int]]:
+    """How to sample molecules of given sizes in compiled batches: `[(rows, width), ...]`.
+
+    Without buckets, consecutive molecules fill batches of `batch_size` rows padded to
+    `max_atoms` (one shape). With `bucket_sizes`, each molecule goes to the smallest bucket
+    that holds it and a bucket's molecules fill batches padded to the bucket's width; a
+    bucket's last, partial batch is cut to a multiple of `row_multiple` rows. The shapes
+    that occur are at most `len(bucket_sizes) * (batch_size // row_multiple + 1)`, so
+    compilations stay bounded however many molecules are drawn.
+
+    Args:
+      num_atoms: `[S]` sizes of the molecules to sample.
+      batch_size: rows of a full batch.
+      bucket_sizes: increasing widths (the last holding the largest size), or None/().
+      max_atoms: the padded width without buckets.
+      row_multiple: the row granularity of a bucket's partial batch.
+
+    Returns:
+      `(rows, width)` per batch: `rows` holds indices into `num_atoms`, repeated at its
+      end to fill the batch's row count (the repeats are extra draws to discard).
+    """
+    n = np.asarray(num_atoms).astype(np.int64).ravel()
+    if int(batch_size) < 1 or int(row_multiple) < 1:
+        raise ValueError(
+            f"batch_size and row_multiple must be positive; got {batch_size}, {row_multiple}."
+        )
+    if n.size and n.max() > max_atoms:
+        raise ValueError(f"a size of {int(n.max())} exceeds max_atoms={max_atoms}.")
+    sizes = _check_buckets(bucket_sizes or None, n, max_atoms)
+    if sizes is None:
+        groups, full = [(np.arange(n.size), max_atoms)], True
+    else:
+        bucket = np.searchsorted(np.asarray(sizes), n, side="left")
+        groups, full = [(np.flatnonzero(bucket == b), w) for b, w in enumerate(sizes)], False
+    plan = []
+    for idx, width in groups:
+        for start in range(0, idx.size, batch_size):
+            chunk = idx[start : start + batch_size]
+            rows = (
+                batch_size
+                if full
+                else min(batch_size, -(-chunk.size // row_multiple) * row_multiple)
+            )
+            plan.append((np.resize(chunk, rows), int(width)))
+    return plan
+
+
 def num_batches(
     num_atoms: Any,
     batch_size: int,

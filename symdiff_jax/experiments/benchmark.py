@@ -19,13 +19,16 @@ batch when the dataset cannot be loaded):
   peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
                    `peak_device_mb` where the device reports it (GPUs).
 
-With `bucket_widths` (size bucketing: each batch holds molecules of one size range,
+With size buckets (`bucket_widths`, by default the config's `data.bucket_sizes`, which
+`experiments.train` and the samplers use: each batch holds molecules of one size range,
 padded to the range's top), the train and denoising steps are also timed at every
 width `w_b`, on molecules of `w_{b-1} < n <= w_b` atoms, and averaged with the weights
 `f_b` = fraction of training molecules in the bucket: `train_step_ms_bucketed` =
 sum_b f_b train_step_ms(w_b) is the mean step of an epoch of bucketed batches (the
 same number of batches as unbucketed ones), `sample_step_ms_bucketed` the mean
-denoising step of a sample whose sizes follow the data, sampled bucket by bucket.
+denoising step of a sample whose sizes follow the data, sampled bucket by bucket, and
+`sample_run_s_bucketed` = `sample.num_steps` such steps (the sampling time of
+`batch_size` molecules within a large bucketed sampling run, e.g. an evaluation's 10,000).
 Each width is one more compilation (`bucket_compile_s`, their total).
 
 The table goes to stdout; its last line is one JSON object with every figure.
@@ -50,9 +53,12 @@ a size bucket); `--sample_runs 0` skips the (long) full sampling run.
 
 On Linux, glibc returns large freed blocks (XLA's per-call scratch memory, about 1.4 GB
 for the QM9 SymDiff step at batch 64) to the kernel and takes them back on the next
-call, page by page; on small VMs those page faults cost up to ~20% of a step. Run with
-`MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000` to keep
-that memory in the process (`peak_rss_mb` is unchanged: the memory is in use anyway).
+call, page by page; on small VMs those page faults cost up to ~20% of a step. The
+command-line tools keep that memory in the process (`runtime.keep_freed_memory`;
+`peak_rss_mb` is unchanged, the memory is in use anyway); `--nokeep_freed_memory`
+times glibc's defaults. The official PyTorch code gains from the same setting (run it
+with `MALLOC_ARENA_MAX=1 MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=2147483647`), so
+compare like with like.
 """
 
 from __future__ import annotations
@@ -293,8 +299,9 @@ def benchmark(
       synthetic: time a synthetic batch instead of real molecules.
       seed: seeds the batch choice and the keys.
       bucket_widths: increasing padded widths of size buckets (the last one holding the
-        largest molecule, e.g. `(16, 19, 22, 29)` for QM9); adds the per-width and the
-        bucket-averaged train and denoising steps (see the module docstring).
+        largest molecule, e.g. `(16, 19, 23, 29)` for QM9); adds the per-width and the
+        bucket-averaged train and denoising steps (see the module docstring). None: the
+        config's `data.bucket_sizes`; `()`: no buckets.
 
     Returns:
       A flat dict of the figures (see the module docstring).
@@ -319,6 +326,8 @@ def benchmark(
         host_batch, source, num_train = data_batch(config, batch_size, num_atoms, seed)
     width = host_batch["mask"].shape[1]
     schedule = qm9.make_schedule(config)
+    if bucket_widths is None:
+        bucket_widths = tuple(config.data.get("bucket_sizes", ()))
     buckets = _bucket_batches(config, batch_size, bucket_widths, synthetic, seed)
 
     # --- train step (sharded over the data mesh, as experiments.train runs it)
@@ -429,7 +438,9 @@ def benchmark(
         "peak_rss_mb": peak_rss_mb(),
         "peak_device_mb": peak_device_mb(),
         "jax_version": jax.__version__,
-        **_bucket_figures(buckets, bucket_compile_s, num_train, batch_size),
+        **_bucket_figures(
+            buckets, bucket_compile_s, num_train, batch_size, config.sample.num_steps
+        ),
     }
 
 
@@ -453,7 +464,7 @@ def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[st
     return buckets
 
 
-def _bucket_figures(buckets, compile_s, num_train, batch_size) -> dict[str, Any]:
+def _bucket_figures(buckets, compile_s, num_train, batch_size, num_steps) -> dict[str, Any]:
     if not buckets:
         return {}
     weighted = lambda k: sum(b["fraction"] * b[k] for b in buckets)  # noqa: E731
@@ -465,6 +476,7 @@ def _bucket_figures(buckets, compile_s, num_train, batch_size) -> dict[str, Any]
         "sample_step_ms_by_width": [b["sample_ms"] for b in buckets],
         "train_step_ms_bucketed": train_ms,
         "sample_step_ms_bucketed": weighted("sample_ms"),
+        "sample_run_s_bucketed": weighted("sample_ms") * int(num_steps) / 1e3,
         "epoch_s_bucketed": None
         if num_train is None
         else train_ms / 1e3 * (num_train // batch_size),
@@ -482,6 +494,7 @@ _ROWS = (
     ("denoising step", "sample_step_ms", "ms"),
     ("denoising, bucketed", "sample_step_ms_bucketed", "ms"),
     ("full sampling run", "sample_run_s", "s"),
+    ("  bucketed", "sample_run_s_bucketed", "s"),
     ("  per molecule", "s_per_molecule", "s"),
     ("  compile", "sample_compile_s", "s"),
     ("exact O(3) target", "target_ms", "ms"),

@@ -176,6 +176,7 @@ def draw_samples(
         batch_size=min(int(batch_size or config.sample.batch_size), int(num_samples)),
         sampler=sampler or config.sample.sampler,
         max_atoms=config.data.max_atoms,
+        bucket_sizes=tuple(config.data.bucket_sizes),
         progress=progress,
     )
 

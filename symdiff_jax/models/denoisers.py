@@ -78,10 +78,22 @@ class SymDiffDenoiser(nnx.Module):
             return haar_gamma(self.group)
         gamma_net = self.gamma_net
 
-        def f(state, eta, t, mask):
-            return gamma_net(state, eta, t, mask)
+        def f(state, eta, t, mask, distance_features=None):
+            return gamma_net(state, eta, t, mask, distance_features=distance_features)
 
         return recursive_gamma(f, self.group, self.noise_dims)
+
+    def shared_distance_features(self, x: Array, mask: Array) -> Array | None:
+        """`Psi(x)` when `eps_theta` and `f_theta` share one distance embedding, else None.
+
+        `Psi` depends on distances only, so it is the same for `R0^T z_t` (the input of
+        `f_theta`) and `R^T z_t` (the input of `eps_theta`): one evaluation serves both
+        (equal up to float rounding of the rotated distances).
+        """
+        shared = self.gamma_net is None or (
+            self.gamma_net.distance_embedding is self.eps_net.distance_embedding
+        )
+        return self.eps_net.distance_embedding(x, mask) if shared else None
 
     def rotation(self, key: Array, x: Array, h: Array, t: Array, mask: Array) -> Array:
         """A draw `R ~ gamma(. | z_t)`, `[B, 3, 3]` (the same one `__call__` uses for `key`)."""
@@ -89,11 +101,13 @@ class SymDiffDenoiser(nnx.Module):
 
     def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
         eps_net = self.eps_net
+        psi = self.shared_distance_features(x, mask)
+        kw = {} if psi is None else {"distance_features": psi}
 
-        def kernel(state, t, mask):
-            return eps_net(state[0], state[1], t, mask)
+        def kernel(state, t, mask, **kw):
+            return eps_net(state[0], state[1], t, mask, **kw)
 
-        return symmetrise(as_kernel(kernel), self.gamma())(key, (x, h), t, mask=mask)
+        return symmetrise(as_kernel(kernel), self.gamma())(key, (x, h), t, mask=mask, **kw)
 
 
 class EGNNDenoiser(nnx.Module):

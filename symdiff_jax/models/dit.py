@@ -129,7 +129,7 @@ def _materialise_gradient_jvp(primals, tangents):
     return x, jax.lax.cond(keep, lambda u: u, lambda u: u * 1, t)
 
 
-def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False):
+def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False, dtype=None):
     init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
     return nnx.Linear(
         in_features,
@@ -138,7 +138,16 @@ def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False):
         bias_init=nnx.initializers.zeros_init(),
         param_dtype=param_dtype,
         rngs=rngs,
+        **_mixed_precision(dtype, param_dtype),
     )
+
+
+def _mixed_precision(dtype, param_dtype) -> dict:
+    """`nnx.Linear` options for matmuls in `dtype` (inputs and weights cast) that
+    accumulate and return `param_dtype`; none when `dtype` is None (full precision)."""
+    if dtype is None:
+        return {}
+    return {"dtype": dtype, "preferred_element_type": param_dtype}
 
 
 # ----------------------------------------------------------------------------- layers
@@ -152,27 +161,37 @@ class Attention(nnx.Module):
     The packed `qkv` projection has the output layout `[3, heads, head_dim]`.
     """
 
-    def __init__(self, dim: int, num_heads: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    def __init__(
+        self, dim: int, num_heads: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32, dtype=None
+    ):
         if dim % num_heads:
             raise ValueError(
                 f"hidden size {dim} must be divisible by the number of heads {num_heads}."
             )
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
-        self.qkv = _xavier_linear(dim, 3 * dim, rngs, param_dtype)
-        self.proj = _xavier_linear(dim, dim, rngs, param_dtype)
+        self.dtype = dtype
+        self.qkv = _xavier_linear(dim, 3 * dim, rngs, param_dtype, dtype=dtype)
+        self.proj = _xavier_linear(dim, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array, mask: Array) -> Array:
         """`x [B, N, D]`, `mask [B, N]` -> `[B, N, D]`."""
         b, n, d = x.shape
         qkv = dense_tokens(self.qkv, x).reshape(b, n, 3, self.num_heads, self.head_dim)
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
-        # A large finite negative (not -inf) keeps a system without real atoms finite.
         key_mask = (mask > 0)[:, None, None, :]
-        logits = jnp.where(key_mask, logits, jnp.finfo(logits.dtype).min)
-        weights = jax.nn.softmax(logits, axis=-1)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+        if self.dtype is not None:
+            # Mixed precision: JAX's attention op (bf16 products, float32 softmax; the
+            # form cuDNN's fused kernels take on GPUs). It always takes the softmax in
+            # float32, so full precision (float64 included) keeps the explicit form below.
+            q, k, v = (a.astype(self.dtype) for a in (q, k, v))
+            out = jax.nn.dot_product_attention(q, k, v, mask=key_mask).astype(x.dtype)
+        else:
+            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
+            # A large finite negative (not -inf) keeps a system without real atoms finite.
+            logits = jnp.where(key_mask, logits, jnp.finfo(logits.dtype).min)
+            weights = jax.nn.softmax(logits, axis=-1)
+            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
         return dense_tokens(self.proj, out.reshape(b, n, d))
 
 
@@ -205,7 +224,15 @@ class SwiGLU(nnx.Module):
     1, so `b ~ 1` and the layer starts as `silu(a) W_2`.
     """
 
-    def __init__(self, dim: int, hidden_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
+    def __init__(
+        self,
+        dim: int,
+        hidden_features: int,
+        *,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+        dtype=None,
+    ):
         if hidden_features % 2:
             raise ValueError(
                 f"SwiGLU needs an even packed width (it is split in two halves); got "
@@ -219,8 +246,9 @@ class SwiGLU(nnx.Module):
             bias_init=_swiglu_fc1_bias,
             param_dtype=param_dtype,
             rngs=rngs,
+            **_mixed_precision(dtype, param_dtype),
         )
-        self.fc2 = _xavier_linear(hidden_features // 2, dim, rngs, param_dtype)
+        self.fc2 = _xavier_linear(hidden_features // 2, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array) -> Array:
         a, b = jnp.split(dense_tokens(self.fc1, x), 2, axis=-1)
@@ -230,9 +258,17 @@ class SwiGLU(nnx.Module):
 class GeluMLP(nnx.Module):
     """Plain MLP `gelu_tanh(x W_1 + b_1) W_2 + b_2` (DiT's default, `mlp="gelu"`)."""
 
-    def __init__(self, dim: int, hidden_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
-        self.fc1 = _xavier_linear(dim, hidden_features, rngs, param_dtype)
-        self.fc2 = _xavier_linear(hidden_features, dim, rngs, param_dtype)
+    def __init__(
+        self,
+        dim: int,
+        hidden_features: int,
+        *,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+        dtype=None,
+    ):
+        self.fc1 = _xavier_linear(dim, hidden_features, rngs, param_dtype, dtype=dtype)
+        self.fc2 = _xavier_linear(hidden_features, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array) -> Array:
         return dense_tokens(self.fc2, jax.nn.gelu(dense_tokens(self.fc1, x), approximate=True))
@@ -255,6 +291,9 @@ class DiTBlock(nnx.Module):
       mlp: "swiglu" (SymDiff) or "gelu" (DiT's default).
       rngs: `nnx.Rngs`.
       param_dtype: parameter dtype.
+      dtype: compute dtype of the matmuls (e.g. bfloat16: inputs and weights cast,
+        products accumulated in `param_dtype`); None keeps `param_dtype`. Norms,
+        softmax, activations and the residual stream stay in `param_dtype`.
     """
 
     def __init__(
@@ -266,12 +305,14 @@ class DiTBlock(nnx.Module):
         mlp: str = "swiglu",
         rngs: nnx.Rngs,
         param_dtype=jnp.float32,
+        dtype=None,
     ):
         if mlp not in _MLPS:
             raise ValueError(f"Unknown mlp {mlp!r}; expected one of {sorted(_MLPS)}.")
-        self.attn = Attention(hidden, num_heads, rngs=rngs, param_dtype=param_dtype)
-        self.mlp = _MLPS[mlp](hidden, int(hidden * mlp_ratio), rngs=rngs, param_dtype=param_dtype)
-        self.adaln = _xavier_linear(hidden, 6 * hidden, rngs, param_dtype, zero=True)
+        kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
+        self.attn = Attention(hidden, num_heads, **kw)
+        self.mlp = _MLPS[mlp](hidden, int(hidden * mlp_ratio), **kw)
+        self.adaln = _xavier_linear(hidden, 6 * hidden, rngs, param_dtype, zero=True, dtype=dtype)
 
     def __call__(self, z: Array, c: Array, mask: Array) -> Array:
         """`z [B, N, D]`, `c [B, D]`, `mask [B, N]` -> `[B, N, D]`."""
@@ -284,9 +325,18 @@ class DiTBlock(nnx.Module):
 class FinalLayer(nnx.Module):
     """DiT's output layer: `Linear(modulate(LN(z), shift, scale))`, all zero-initialised."""
 
-    def __init__(self, hidden: int, out_features: int, *, rngs: nnx.Rngs, param_dtype=jnp.float32):
-        self.adaln = _xavier_linear(hidden, 2 * hidden, rngs, param_dtype, zero=True)
-        self.linear = _xavier_linear(hidden, out_features, rngs, param_dtype, zero=True)
+    def __init__(
+        self,
+        hidden: int,
+        out_features: int,
+        *,
+        rngs: nnx.Rngs,
+        param_dtype=jnp.float32,
+        dtype=None,
+    ):
+        kw = dict(zero=True, dtype=dtype)
+        self.adaln = _xavier_linear(hidden, 2 * hidden, rngs, param_dtype, **kw)
+        self.linear = _xavier_linear(hidden, out_features, rngs, param_dtype, **kw)
 
     def __call__(self, z: Array, c: Array) -> Array:
         shift, scale = jnp.split(self.adaln(jax.nn.silu(c)), 2, axis=-1)
@@ -311,6 +361,7 @@ class DiTBackbone(nnx.Module):
       time_scale: factor on `t` before the sinusoidal embedding.
       rngs: `nnx.Rngs`.
       param_dtype: parameter dtype.
+      dtype: compute dtype of the block matmuls (see `DiTBlock`); None: `param_dtype`.
     """
 
     def __init__(
@@ -326,6 +377,7 @@ class DiTBackbone(nnx.Module):
         time_scale: float = 1.0,
         rngs: nnx.Rngs,
         param_dtype=jnp.float32,
+        dtype=None,
     ):
         if depth < 0:
             raise ValueError(f"depth must be >= 0; got {depth}.")
@@ -338,14 +390,22 @@ class DiTBackbone(nnx.Module):
         )
         self.blocks = nnx.List(
             [
-                DiTBlock(hidden, num_heads, mlp_ratio, mlp=mlp, rngs=rngs, param_dtype=param_dtype)
+                DiTBlock(
+                    hidden,
+                    num_heads,
+                    mlp_ratio,
+                    mlp=mlp,
+                    rngs=rngs,
+                    param_dtype=param_dtype,
+                    dtype=dtype,
+                )
                 for _ in range(depth)
             ]
         )
         self.final = (
             None
             if out_features is None
-            else FinalLayer(hidden, out_features, rngs=rngs, param_dtype=param_dtype)
+            else FinalLayer(hidden, out_features, rngs=rngs, param_dtype=param_dtype, dtype=dtype)
         )
 
     def __call__(self, z: Array, t: Array, mask: Array, *, use_final_layer: bool = True) -> Array:
@@ -390,6 +450,9 @@ class DiT(nnx.Module):
       time_scale: factor on `t` before the sinusoidal embedding (1: t in [0, 1]).
       rngs: `nnx.Rngs` for the parameters.
       param_dtype: parameter dtype.
+      dtype: compute dtype of the transformer's matmuls, e.g. `jnp.bfloat16` for mixed
+        precision on GPUs/TPUs (weights stay `param_dtype`, products accumulate in it;
+        the embeddings, norms and softmax stay in `param_dtype`); None: full precision.
     """
 
     def __init__(
@@ -408,6 +471,7 @@ class DiT(nnx.Module):
         time_scale: float = 1.0,
         rngs: nnx.Rngs,
         param_dtype=jnp.float32,
+        dtype=None,
     ):
         if dist_embed is None:
             dist_embed = hidden - node_embed
@@ -435,6 +499,7 @@ class DiT(nnx.Module):
             time_scale=time_scale,
             rngs=rngs,
             param_dtype=param_dtype,
+            dtype=dtype,
         )
 
     def _check(self, x, h, mask):
@@ -446,30 +511,53 @@ class DiT(nnx.Module):
             )
         return _default_mask(x, mask)
 
-    def _tokens(self, x: Array, h: Array, mask: Array) -> Array:
+    def _tokens(self, x: Array, h: Array, mask: Array, distance_features: Array | None) -> Array:
         m = (mask > 0)[..., None]
         x = remove_com(jnp.where(m, x, 0.0), mask)
+        if distance_features is None:
+            distance_features = self.distance_embedding(x, mask)
+        elif distance_features.shape != x.shape[:-1] + (self.distance_embedding.features,):
+            raise ValueError(
+                f"distance_features must have shape [B, N, n_emb] = "
+                f"{x.shape[:-1] + (self.distance_embedding.features,)}; got "
+                f"{distance_features.shape}."
+            )
         tokens = jnp.concatenate(
             [
                 dense_tokens(self.input_embedding, jnp.concatenate([x, h], axis=-1)),
-                self.distance_embedding(x, mask),
+                distance_features,
             ],
             axis=-1,
         )
         return jnp.where(m, tokens, 0.0)
 
-    def trunk(self, x: Array, h: Array, t: Array, mask: Array | None = None) -> Array:
+    def trunk(
+        self,
+        x: Array,
+        h: Array,
+        t: Array,
+        mask: Array | None = None,
+        *,
+        distance_features: Array | None = None,
+    ) -> Array:
         """Per-atom features before the final layer: `[B, N, hidden]`, zero on padded rows.
 
         Args: as `__call__`.
         """
         mask = self._check(x, h, mask)
         t = _time_vector(t, x.shape[0], x.dtype)
-        z = self.backbone(self._tokens(x, h, mask), t, mask, use_final_layer=False)
+        tokens = self._tokens(x, h, mask, distance_features)
+        z = self.backbone(tokens, t, mask, use_final_layer=False)
         return jnp.where((mask > 0)[..., None], z, 0.0)
 
     def __call__(
-        self, x: Array, h: Array, t: Array, mask: Array | None = None
+        self,
+        x: Array,
+        h: Array,
+        t: Array,
+        mask: Array | None = None,
+        *,
+        distance_features: Array | None = None,
     ) -> tuple[Array, Array]:
         """Predicts the noise `eps = (eps_x, eps_h)` of a noisy molecule.
 
@@ -479,6 +567,9 @@ class DiT(nnx.Module):
           h: `[B, N, F]` features.
           t: `[B]` (or scalar, or `[B, 1]`) diffusion times, in [0, 1] for SymDiff.
           mask: `[B, N]` real-atom mask (default: all real).
+          distance_features: `Psi = self.distance_embedding(x, mask)` if already
+            computed (it is O(3)-invariant, so a symmetrised call computes it once for
+            all its rotations of `x`); None computes it here.
 
         Returns:
           `(eps_x [B, N, 3], eps_h [B, N, F])`: `eps_x` has zero CoM over the real
@@ -486,7 +577,7 @@ class DiT(nnx.Module):
         """
         mask = self._check(x, h, mask)
         t = _time_vector(t, x.shape[0], x.dtype)
-        out = self.backbone(self._tokens(x, h, mask), t, mask)
+        out = self.backbone(self._tokens(x, h, mask, distance_features), t, mask)
         out = jnp.where((mask > 0)[..., None], out, 0.0)
         eps_x = remove_com(out[..., : self.n_dims], mask)
         return eps_x, out[..., self.n_dims :]

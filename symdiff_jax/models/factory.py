@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from symdiff_jax.models.denoisers import DiTDenoiser, EGNNDenoiser, SymDiffDenoiser
@@ -18,6 +19,7 @@ from symdiff_jax.models.egnn import EGNN
 from symdiff_jax.models.gamma_net import GammaNet
 
 KINDS = ("dit", "symdiff_h", "symdiff", "edm")
+COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
 def build_dit(m, num_features: int, rngs: nnx.Rngs) -> DiT:
@@ -32,7 +34,19 @@ def build_dit(m, num_features: int, rngs: nnx.Rngs) -> DiT:
         num_gaussians=m.num_gaussians,
         mlp=m.mlp,
         rngs=rngs,
+        dtype=compute_dtype(m),
     )
+
+
+def compute_dtype(m):
+    """`model.compute_dtype` as the `dtype` of the DiT matmuls: None for float32 (full
+    precision), `jnp.bfloat16` for mixed precision (float32 weights and accumulation)."""
+    name = m.get("compute_dtype", "float32")
+    if name not in COMPUTE_DTYPES:
+        raise ValueError(
+            f"model.compute_dtype must be one of {sorted(COMPUTE_DTYPES)}; got {name!r}."
+        )
+    return COMPUTE_DTYPES[name]
 
 
 def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
@@ -51,6 +65,7 @@ def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
         distance_embedding=shared,
         mlp=m.mlp,
         rngs=rngs,
+        dtype=compute_dtype(m),
     )
 
 

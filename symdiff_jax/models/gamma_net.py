@@ -55,6 +55,7 @@ class GammaNet(nnx.Module):
       time_scale: factor on `t` before the sinusoidal embedding.
       rngs: `nnx.Rngs` for the parameters.
       param_dtype: parameter dtype.
+      dtype: compute dtype of the trunk's matmuls (see `DiT`); None: full precision.
     """
 
     def __init__(
@@ -74,6 +75,7 @@ class GammaNet(nnx.Module):
         time_scale: float = 1.0,
         rngs: nnx.Rngs,
         param_dtype=jnp.float32,
+        dtype=None,
     ):
         if noise_dims < 0:
             raise ValueError(f"noise_dims must be >= 0; got {noise_dims}.")
@@ -95,11 +97,20 @@ class GammaNet(nnx.Module):
             time_scale=time_scale,
             rngs=rngs,
             param_dtype=param_dtype,
+            dtype=dtype,
         )
         self.decoder1 = _xavier_linear(hidden, decoder_hidden, rngs, param_dtype)
         self.decoder2 = _xavier_linear(decoder_hidden, n_dims * n_dims, rngs, param_dtype)
 
-    def __call__(self, x, eta: jax.Array, t: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        x,
+        eta: jax.Array,
+        t: jax.Array,
+        mask: jax.Array | None = None,
+        *,
+        distance_features: jax.Array | None = None,
+    ) -> jax.Array:
         """The raw matrix `A` of each system.
 
         Args:
@@ -109,6 +120,8 @@ class GammaNet(nnx.Module):
           eta: `[B, N, noise_dims]` noise (SymDiff: `N_U(0, I)`); padded rows ignored.
           t: `[B]` (or scalar, or `[B, 1]`) diffusion times.
           mask: `[B, N]` real-atom mask (default: all real).
+          distance_features: `self.distance_embedding(x, mask)` if already computed
+            (it is invariant, so it may come from any rotation of `x`); None computes it.
 
         Returns:
           `[B, n_dims, n_dims]` unconstrained matrices, row-major reshape of the
@@ -125,7 +138,9 @@ class GammaNet(nnx.Module):
         m = (mask > 0)[..., None]
         x = remove_com(jnp.where(m, x, 0.0), mask)
         eta = eta.astype(x.dtype)
-        tokens = jnp.concatenate([x, eta, self.distance_embedding(x, mask)], axis=-1)
+        if distance_features is None:
+            distance_features = self.distance_embedding(x, mask)
+        tokens = jnp.concatenate([x, eta, distance_features], axis=-1)
         tokens = jnp.where(m, tokens, 0.0)
         t = _time_vector(t, x.shape[0], x.dtype)
         z = self.backbone(tokens, t, mask)

@@ -14,6 +14,7 @@ from symdiff_jax.data import (
     num_atoms_log_prob,
     num_batches,
     sample_num_atoms,
+    sampling_batches,
     size_histogram,
 )
 
@@ -150,3 +151,24 @@ def test_bad_arguments():
         next(batch_iterator(data, 0))
     with pytest.raises(ValueError, match="positions"):
         next(batch_iterator({**data, "positions": data["positions"][:, :5]}, 4))
+
+
+def test_sampling_batches_cover_each_molecule_once_in_bounded_shapes():
+    sizes = np.random.default_rng(0).integers(3, 30, size=203)
+    buckets = (12, 18, 29)
+    plan = sampling_batches(sizes, 32, bucket_sizes=buckets, max_atoms=29, row_multiple=8)
+    seen = np.concatenate([np.unique(rows) for rows, _ in plan])
+    np.testing.assert_array_equal(np.sort(seen), np.arange(203))
+    for rows, width in plan:
+        assert width in buckets and len(rows) % 8 == 0 and len(rows) <= 32
+        lower = ([0] + list(buckets))[buckets.index(width)]
+        assert np.all((sizes[rows] <= width) & (sizes[rows] > lower))
+        assert len(np.unique(rows)) > len(rows) - 8  # fillers only complete the last 8 rows
+    assert len({(len(r), w) for r, w in plan}) <= len(buckets) * (32 // 8 + 1)
+    plain = sampling_batches(sizes, 32, max_atoms=29)
+    assert {(len(r), w) for r, w in plain} == {(32, 29)}
+    np.testing.assert_array_equal(np.concatenate([r for r, _ in plain])[:203], np.arange(203))
+    with pytest.raises(ValueError, match="largest bucket"):
+        sampling_batches(sizes, 32, bucket_sizes=(12, 18), max_atoms=29)
+    with pytest.raises(ValueError, match="max_atoms"):
+        sampling_batches(sizes, 32, max_atoms=20)

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
+from symdiff_jax.data import num_batches
 from symdiff_jax.experiments import qm9
 from symdiff_jax.experiments.io import write_config
 from symdiff_jax.experiments.qm9_config import VARIANTS, qm9_config
-from symdiff_jax.train import Checkpointer, CheckpointError
+from symdiff_jax.train import Checkpointer, CheckpointError, sharding
 
 pytest.importorskip("qm9pack")
 
@@ -162,3 +163,29 @@ def test_init_from_a_mismatched_dit_is_rejected(tmp_path):
     config.model.hidden, config.model.node_embed = 48, 24
     with pytest.raises(ValueError, match="does not match"):
         qm9.initial_state(config, jax.random.key(0))
+
+
+def test_bucketed_training_compiles_once_per_bucket():
+    """Batches padded to a few bucket widths: one compilation per width, then no retrace."""
+    buckets = (12, 18, 29)
+    config = smoke(**{"data.bucket_sizes": buckets})
+    graphdef, state, optimizer = qm9.initial_state(config, jax.random.key(0))
+    loss_fn = qm9.make_loss_fn(config, qm9.make_schedule(config))
+    # As `qm9.run` sets it up: the state placed on the data mesh, the sharded step.
+    mesh = sharding.make_mesh()
+    shardings = sharding.state_shardings(state, mesh)
+    state = sharding.place_state(state, shardings)
+    step = sharding.make_sharded_train_step(
+        graphdef, loss_fn, optimizer, mesh, shardings, ema_decay=0.99
+    )
+    train = qm9.load_split(config, "train", config.data.max_train)
+    per_epoch = num_batches(train["num_atoms"], config.batch_size, bucket_sizes=buckets)
+    batches = qm9.train_batches(train, config, 0)
+    widths = []
+    for _ in range(2 * per_epoch):
+        batch = next(batches)
+        widths.append(batch["mask"].shape[1])
+        state, metrics = step(state, batch, jax.random.key(1))
+    assert float(metrics["finite"]) == 1.0
+    assert set(widths) <= set(buckets) and len(set(widths)) >= 2, widths
+    assert step._cache_size() == len(set(widths))

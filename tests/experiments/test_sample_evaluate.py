@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from symdiff_jax.data import sampling_batches
 from symdiff_jax.data.writers import load_samples_npz
 from symdiff_jax.experiments import evaluation, qm9
 from symdiff_jax.experiments.io import write_config, write_metrics
@@ -277,3 +278,38 @@ def test_corrupt_metadata_names_the_step(trained, tmp_path):
     with pytest.raises(CheckpointError, match=r"checkpoints/4 \(step 4\) is damaged"):
         evaluation.load_run(workdir)
     assert evaluation.load_run(workdir, "2").step == 2  # the earlier step still restores
+
+
+def test_bucketed_sampling_keeps_the_sizes_and_bounds_the_compilations(restored):
+    """Bucketing changes only the padding of a batch: the drawn sizes (and their order)
+    stay those of the unbucketed sampler; each (rows, width) shape compiles once."""
+    key, hist = jax.random.key(5), evaluation.train_size_histogram(restored.config)
+    kw = dict(schedule=qm9.make_schedule(restored.config), num_steps=3, batch_size=4, max_atoms=29)
+    fn = qm9._compiled_sampler(
+        restored.graphdef, kw["schedule"], 3, "ancestral", qm9.dataset_of(restored.config).spec
+    )
+    before = fn._cache_size()
+    plain = qm9.sample_molecules_batched(restored.graphdef, restored.params, key, hist, 10, **kw)
+    buckets = (12, 18, 29)
+
+    def bucketed_run():
+        return qm9.sample_molecules_batched(
+            restored.graphdef, restored.params, key, hist, 10, bucket_sizes=buckets, **kw
+        )
+
+    bucketed = bucketed_run()
+    np.testing.assert_array_equal(bucketed["num_atoms"], plain["num_atoms"])
+    for out in (plain, bucketed):
+        assert out["positions"].shape == (10, 29, 3)
+        real = out["mask"] > 0
+        np.testing.assert_array_equal(real, np.arange(29) < out["num_atoms"][:, None])
+        assert np.all(np.isfinite(out["positions"]))
+        assert np.all(out["positions"][~real] == 0) and np.all(out["atomic_numbers"][~real] == 0)
+        assert np.all(out["atomic_numbers"][real] > 0)
+    plan = sampling_batches(plain["num_atoms"], 4, bucket_sizes=buckets, max_atoms=29)
+    assert len({w for _, w in plan}) >= 2, plan
+    shapes = {(len(rows), width) for rows, width in plan} | {(4, 29)}
+    compiled = fn._cache_size()
+    assert 1 <= compiled - before <= len(shapes)
+    bucketed_run()
+    assert fn._cache_size() == compiled

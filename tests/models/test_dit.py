@@ -578,3 +578,33 @@ def test_errors_name_the_problem():
         model(x, h, t, m[:, :3])
     with pytest.raises(ValueError, match="t must be"):
         model(x, h, jnp.zeros(5), m)
+
+
+# ----------------------------------------------------------------------------- mixed precision
+
+
+def test_bfloat16_matmuls_keep_float32_weights_and_track_the_float32_output():
+    """Mixed precision: bf16 matmul operands, float32 weights, accumulation and output."""
+    full = randomise(DiT(F, **SMALL, rngs=nnx.Rngs(0)), jax.random.key(100))
+    mixed = DiT(F, **SMALL, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
+    nnx.update(mixed, nnx.state(full))
+    x, h, t, m = inputs(0, mask=MASKS["trailing"])
+    graphdef, params = nnx.split(mixed)
+    assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+
+    def loss(p, x):
+        eps_x, eps_h = nnx.merge(graphdef, p)(x, h, t, m)
+        return jnp.sum(eps_x**2) + jnp.sum(eps_h**2), (eps_x, eps_h)
+
+    lowered = jax.jit(jax.grad(loss, has_aux=True)).lower(params, x)
+    assert re.search(r"dot_general.*bf16", lowered.as_text()), "no bf16 matmul"
+    grads, (eps_x, eps_h) = lowered.compile()(params, x)
+    ref_x, ref_h = jitted(full)(x, h, t, m)
+    assert eps_x.dtype == eps_h.dtype == jnp.float32
+    scale = float(jnp.max(jnp.abs(ref_h)))
+    err = max(float(jnp.max(jnp.abs(eps_x - ref_x))), float(jnp.max(jnp.abs(eps_h - ref_h))))
+    # bf16 keeps 8 significant bits (relative rounding 2^-9 = 2e-3 per operand).
+    assert 1e-5 * scale < err < 3e-2 * scale, (err, scale)
+    assert all(
+        g.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads)
+    )

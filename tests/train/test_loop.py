@@ -145,3 +145,29 @@ def test_nan_step_leaves_the_state_unchanged():
     assert int(new.step) == 0
     for a, b in zip(before, params_of(new), strict=True):
         assert np.array_equal(a, b, equal_nan=True)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_a_non_finite_gradient_with_a_finite_loss_skips_the_step(bad):
+    """The guard looks at the gradients too: a loss of exactly 0 with a NaN/Inf gradient."""
+
+    def poisoned_loss(model, batch, key):
+        w = model.linear.kernel[...]
+        # The untaken branch of `where` gets a zero cotangent: 0 * poison is NaN for
+        # poison = NaN or Inf, while the value is exactly 0.
+        loss = jnp.where(False, jnp.sum(w * batch["poison"]), 0.0) + 0.0 * batch["y"]
+        return {"loss": loss}
+
+    graphdef, params = split_model(Tiny(nnx.Rngs(0)))
+    optimizer = make_optimizer(1e-2, clip_norm=1.0)
+    state = init_train_state(params, optimizer)
+    step = make_train_step(graphdef, poisoned_loss, optimizer, ema_decay=0.9)
+    before = params_of(state)
+    batch = {"y": jnp.zeros(8), "poison": jnp.asarray([bad, 1.0, 1.0], jnp.float32)[:, None]}
+    new, metrics = step(state, batch, jax.random.key(0))
+    assert float(metrics["loss"]) == 0.0 and not np.isfinite(float(metrics["grad_norm"]))
+    assert float(metrics["finite"]) == 0.0 and int(new.step) == 0
+    for a, b in zip(before, params_of(new), strict=True):
+        assert np.array_equal(a, b, equal_nan=True)
+    good = {"y": jnp.zeros(8), "poison": jnp.ones((3, 1), jnp.float32)}
+    assert float(step(new, good, jax.random.key(0))[1]["finite"]) == 1.0
