@@ -3,10 +3,13 @@ r"""Times the train step, sampling and the symmetrised target of a QM9/GEOM conf
     python -m experiments.benchmark --config configs/qm9_symdiff.py --batch_size 64
     python -m experiments.benchmark --config configs/qm9_symdiff.py:smoke --num_steps 10 \
         --config.sample.num_steps=5 --compilation_cache
+    python -m experiments.benchmark --config configs/qm9_symdiff.py --bucket_widths none
 
 Prints a table, then (as the last line) one JSON object with every figure:
 `train_step_ms`, `sample_step_ms`, `compile_s`, `params`, `peak_rss_mb`, `devices`,
-`target_ms`, `sample_run_s`, `target_overhead`, ... What each figure is and how to
+`target_ms`, `sample_run_s`, `target_overhead`, and with size buckets (the config's
+`data.bucket_sizes` unless `--bucket_widths` says otherwise) `train_step_ms_bucketed`,
+`sample_step_ms_bucketed`, ... What each figure is and how to
 compare with the official PyTorch code: `symdiff_jax/experiments/benchmark.py`.
 """
 

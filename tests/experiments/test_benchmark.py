@@ -51,6 +51,7 @@ def cli_run():
         "--warmup",
         "1",
         "--config.sample.num_steps=2",
+        "--bucket_widths=none",  # the parsing; bucketed figures are tested in process
         "--compilation_cache",
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
@@ -72,6 +73,8 @@ def test_last_line_is_json_with_every_figure(cli_run):
     )
     assert result["train_step_ms_min"] <= result["train_step_ms"]
     assert math.isfinite(result["train_loss"])
+    assert "bucket_widths" not in result and "train_step_ms_bucketed" not in result
+    assert result["keep_freed_memory"] in (True, False)
 
 
 def test_parameter_count_is_the_models(cli_run):
@@ -164,5 +167,8 @@ def test_bucketed_figures_are_the_weighted_widths():
         assert np.all(per_width > 0)
         want = float(np.dot(res["bucket_fractions"], per_width))
         assert res[f"{key}_step_ms_bucketed"] == pytest.approx(want, rel=1e-12)
+    assert res["sample_run_s_bucketed"] == pytest.approx(
+        res["sample_step_ms_bucketed"] * config.sample.num_steps / 1e3, rel=1e-12
+    )
     assert res["bucket_compile_s"] > 0
     assert "train step, bucketed" in benchmark.format_table(res)
