@@ -362,21 +362,17 @@ def sample_molecules_batched(
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, total=len(plan), desc="sample", dynamic_ncols=True)
-    done = np.zeros(num_samples, bool)
     for b, (rows, width) in batches:
         mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
         s = jax.device_get(fn(params, jax.random.fold_in(k_batches, b), jnp.asarray(mask)))
-        # A repeated index (rows filling a partial batch) is an extra draw: keep the first.
-        first = np.unique(rows, return_index=True)[1]
-        first = first[~done[rows[first]]]
-        dest = rows[first]
-        done[dest] = True
-        m = np.asarray(s["mask"])[first]
-        out["positions"][dest, :width] = np.asarray(s["positions"])[first]
+        # Rows past the batch's distinct molecules repeat them (extra draws): dropped.
+        real = len(np.unique(rows))
+        dest, m = rows[:real], np.asarray(s["mask"])[:real]
+        out["positions"][dest, :width] = np.asarray(s["positions"])[:real]
         out["atomic_numbers"][dest, :width] = atomic_numbers_from_one_hot(
-            np.asarray(s["one_hot"])[first], m, atom_types
+            np.asarray(s["one_hot"])[:real], m, atom_types
         )
-        out["charges"][dest, :width] = np.asarray(s["charges"])[first]
+        out["charges"][dest, :width] = np.asarray(s["charges"])[:real]
         out["mask"][dest, :width] = m
     out["num_atoms"] = out["mask"].sum(-1).astype(np.int32)
     return out

@@ -84,16 +84,15 @@ class SymDiffDenoiser(nnx.Module):
         return recursive_gamma(f, self.group, self.noise_dims)
 
     def shared_distance_features(self, x: Array, mask: Array) -> Array | None:
-        """`Psi(x)` when `eps_theta` and `f_theta` share one distance embedding, else None.
+        """`Psi(x)` when `f_theta` exists and shares `eps_theta`'s distance embedding, else None.
 
         `Psi` depends on distances only, so it is the same for `R0^T z_t` (the input of
         `f_theta`) and `R^T z_t` (the input of `eps_theta`): one evaluation serves both
         (equal up to float rounding of the rotated distances).
         """
-        shared = self.gamma_net is None or (
-            self.gamma_net.distance_embedding is self.eps_net.distance_embedding
-        )
-        return self.eps_net.distance_embedding(x, mask) if shared else None
+        gamma_net, embedding = self.gamma_net, self.eps_net.distance_embedding
+        shared = gamma_net is not None and gamma_net.distance_embedding is embedding
+        return embedding(x, mask) if shared else None
 
     def rotation(self, key: Array, x: Array, h: Array, t: Array, mask: Array) -> Array:
         """A draw `R ~ gamma(. | z_t)`, `[B, 3, 3]` (the same one `__call__` uses for `key`)."""

@@ -73,7 +73,7 @@ def train_step(
     grads, metrics = jax.grad(objective, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
     # A NaN or Inf anywhere in the gradients makes their norm NaN or Inf (as does a norm
-    # past float32's range): one reduction serves the metric, the clip and this check.
+    # past float32's range): the metric's reduction serves as the check too.
     finite = _all_finite(metrics["loss"]) & jnp.isfinite(grad_norm)
 
     def apply(state: TrainState) -> TrainState:
