@@ -46,6 +46,9 @@ _BUCKETS = flags.DEFINE_list(
     "Size-bucket widths to time, e.g. 16,19,23,29 ('none': no buckets; default: the "
     "config's data.bucket_sizes).",
 )
+_SCAN_STEPS = flags.DEFINE_integer(
+    "scan_steps", 20, "Steps of the short sampling runs that time each bucket width."
+)
 _SYNTHETIC = flags.DEFINE_boolean("synthetic", False, "Time a synthetic batch, not QM9.")
 _KEEP = flags.DEFINE_boolean(
     "keep_freed_memory",
@@ -85,6 +88,7 @@ def main(argv) -> None:
         sample_runs=_SAMPLE_RUNS.value,
         synthetic=_SYNTHETIC.value,
         bucket_widths=_bucket_widths(_BUCKETS.value),
+        scan_steps=_SCAN_STEPS.value,
     )
     results["config"] = flags.FLAGS["config"].config_filename
     results["keep_freed_memory"] = kept

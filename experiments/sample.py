@@ -43,6 +43,13 @@ _BATCH_SIZE = flags.DEFINE_integer(
     "Molecules per compiled batch (default: config.sample.batch_size).",
     lower_bound=1,
 )
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    None,
+    ["float32", "bfloat16"],
+    "Matmul dtype of the model (default: the run's model.compute_dtype); bfloat16 samples a "
+    "float32 checkpoint with bf16 matmuls (faster on GPUs and CPUs with AVX-512 BF16).",
+)
 _PICTURE = flags.DEFINE_boolean("picture", True, "Also draw samples.png.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
@@ -59,6 +66,8 @@ def main(argv) -> None:
 
     workdir = _WORKDIR.value
     run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
+    if _COMPUTE_DTYPE.value is not None:
+        run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
     config = run.config
     num_samples = _NUM_SAMPLES.value or config.evaluate.num_samples
     num_steps = _NUM_STEPS.value or config.sample.num_steps
@@ -91,6 +100,7 @@ def main(argv) -> None:
         "sampler": sampler,
         "seed": seed,
         "batch_size": batch_size,
+        "compute_dtype": config.model.get("compute_dtype", "float32"),
         **{k: float(v) for k, v in scores.items()},
     }
     paths["summary"] = os.path.join(out, "summary.json")

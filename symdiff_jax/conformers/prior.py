@@ -43,9 +43,10 @@ def harmonic_modes(bond_types: jax.Array, mask: jax.Array, alpha: float = 1.0):
     m = mask.astype(jnp.float32)
     adjacency = alpha * (bond_types > 0).astype(jnp.float32) * m[..., :, None] * m[..., None, :]
     degree = adjacency.sum(-1)
-    laplacian = jnp.vectorize(jnp.diag, signature="(n)->(n,n)")(
-        degree + _PAD_EIGENVALUE * (1.0 - m)
-    ) - adjacency
+    laplacian = (
+        jnp.vectorize(jnp.diag, signature="(n)->(n,n)")(degree + _PAD_EIGENVALUE * (1.0 - m))
+        - adjacency
+    )
     lam, p = jnp.linalg.eigh(laplacian)
     real = lam < _PAD_EIGENVALUE / 2
     zero = lam < _ZERO

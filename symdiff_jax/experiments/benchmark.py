@@ -9,7 +9,8 @@ batch when the dataset cannot be loaded):
                    `--warmup` calls; each call is synchronised (`block_until_ready`).
   compile_s        lowering + XLA compilation of that step (separately, ahead of time).
   sample_step_ms   median of one reverse (ancestral) step: one denoiser call + the
-                   Gaussian update of paper 002's eq. 13, jit-compiled.
+                   Gaussian update of paper 002's eq. 13, jit-compiled on its own
+                   (so it includes a call's dispatch; see the bucketed figures below).
   sample_run_s     one full sampling run of the batch: `sample.num_steps` steps, prior
                    and final `p(x, h | z_0)` step, the whole `lax.scan` compiled once
                    (compile time reported as `sample_compile_s`).
@@ -21,15 +22,18 @@ batch when the dataset cannot be loaded):
 
 With size buckets (`bucket_widths`, by default the config's `data.bucket_sizes`, which
 `experiments.train` and the samplers use: each batch holds molecules of one size range,
-padded to the range's top), the train and denoising steps are also timed at every
-width `w_b`, on molecules of `w_{b-1} < n <= w_b` atoms, and averaged with the weights
-`f_b` = fraction of training molecules in the bucket: `train_step_ms_bucketed` =
-sum_b f_b train_step_ms(w_b) is the mean step of an epoch of bucketed batches (the
-same number of batches as unbucketed ones), `sample_step_ms_bucketed` the mean
-denoising step of a sample whose sizes follow the data, sampled bucket by bucket, and
-`sample_run_s_bucketed` = `sample.num_steps` such steps (the sampling time of
-`batch_size` molecules within a large bucketed sampling run, e.g. an evaluation's 10,000).
-Each width is one more compilation (`bucket_compile_s`, their total).
+padded to the range's top), the train step is also timed at every width `w_b`, on
+molecules of `w_{b-1} < n <= w_b` atoms, and averaged with the weights `f_b` = fraction
+of training molecules in the bucket: `train_step_ms_bucketed` = sum_b f_b
+train_step_ms(w_b) is the mean step of an epoch of bucketed batches (the same number of
+batches as unbucketed ones). The denoising step is timed at every width the way the
+samplers run it, inside one compiled sampling run of `scan_steps` steps (its time over
+its `scan_steps + 1` denoiser calls, the last one the final `p(x, h | z_0)`; median of
+`SCAN_RUNS` runs): `sample_step_ms_by_width`, their weighted mean
+`sample_step_ms_bucketed`, and `sample_run_s_bucketed` = `sample.num_steps + 1` such
+calls, the sampling time of `batch_size` molecules whose sizes follow the data within a
+large bucketed sampling run (e.g. an evaluation's 10,000). Each width is two more
+compilations (`bucket_compile_s`, their total).
 
 The table goes to stdout; its last line is one JSON object with every figure.
 Sampling and the target run on the first device; the train step on a data mesh of
@@ -85,6 +89,7 @@ from symdiff_jax.train import sharding
 from symdiff_jax.train.state import count_parameters
 
 MIN_TIMED_STEPS = 10
+SCAN_RUNS = 3  # timed short sampling runs per bucket width (median)
 
 
 # ----------------------------------------------------------------------------- data
@@ -283,6 +288,7 @@ def benchmark(
     synthetic: bool = False,
     seed: int = 0,
     bucket_widths: Sequence[int] | None = None,
+    scan_steps: int = 20,
 ) -> dict[str, Any]:
     """Measures the config's train step, sampling and symmetrised target.
 
@@ -302,6 +308,7 @@ def benchmark(
         largest molecule, e.g. `(16, 19, 23, 29)` for QM9); adds the per-width and the
         bucket-averaged train and denoising steps (see the module docstring). None: the
         config's `data.bucket_sizes`; `()`: no buckets.
+      scan_steps: reverse steps of the short sampling runs that time each bucket width.
 
     Returns:
       A flat dict of the figures (see the module docstring).
@@ -310,6 +317,8 @@ def benchmark(
         raise ValueError(f"num_steps must be >= {MIN_TIMED_STEPS} for a median, got {num_steps}.")
     if warmup < 1:
         raise ValueError(f"warmup must be >= 1, got {warmup}.")
+    if scan_steps < 1:
+        raise ValueError(f"scan_steps must be >= 1, got {scan_steps}.")
     batch_size = int(batch_size or config.batch_size)
     fsdp = bool(config.get("train_fsdp", False) if fsdp is None else fsdp)
     dataset = qm9.dataset_of(config)
@@ -383,15 +392,17 @@ def benchmark(
     sample_ms = 1e3 * statistics.median(
         time_calls(lambda: denoise_c(params, k_step, z, mask), num_steps)
     )
+    # Per width, the denoising step as the samplers run it: inside one compiled run of
+    # `scan_steps` steps (buffers reused across the `lax.scan`, no per-call dispatch).
+    short_run = _sampler(graphdef, schedule, scan_steps, config.sample.sampler, spec)
     for bucket in buckets:
         mask_b = jax.device_put(jnp.asarray(bucket["host"]["mask"]), device)
-        shape_b = mask_b.shape + (spec.n_dims + spec.num_features,)
-        z_b = prior_sample(k_sample, shape_b, mask_b, com_free=True, position_dims=spec.n_dims)
-        denoise_b, seconds = _timed_compile(denoise, params, k_step, z_b, mask_b)
+        run_b, seconds = _timed_compile(short_run, params, k_sample, mask_b)
         bucket_compile_s += seconds
-        call = functools.partial(denoise_b, params, k_step, z_b, mask_b)
-        time_calls(call, warmup)
-        bucket["sample_ms"] = 1e3 * statistics.median(time_calls(call, num_steps))
+        call = functools.partial(run_b, params, k_sample, mask_b)
+        time_calls(call, 1)
+        run_s = statistics.median(time_calls(call, SCAN_RUNS))
+        bucket["sample_ms"] = 1e3 * run_s / (scan_steps + 1)
 
     sample_run_s = sample_compile_s = None
     if sample_runs > 0:
@@ -476,7 +487,7 @@ def _bucket_figures(buckets, compile_s, num_train, batch_size, num_steps) -> dic
         "sample_step_ms_by_width": [b["sample_ms"] for b in buckets],
         "train_step_ms_bucketed": train_ms,
         "sample_step_ms_bucketed": weighted("sample_ms"),
-        "sample_run_s_bucketed": weighted("sample_ms") * int(num_steps) / 1e3,
+        "sample_run_s_bucketed": weighted("sample_ms") * (int(num_steps) + 1) / 1e3,
         "epoch_s_bucketed": None
         if num_train is None
         else train_ms / 1e3 * (num_train // batch_size),

@@ -28,6 +28,7 @@ import numpy as np
 
 from symdiff_jax.data import size_histogram
 from symdiff_jax.experiments import qm9
+from symdiff_jax.models.factory import compute_dtype as compute_dtype_of
 from symdiff_jax.train import Checkpointer
 
 PREFIX = "eval/"
@@ -122,6 +123,29 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
         params=state.ema_params,
         step=int(jax.device_get(state.step)),
     )
+
+
+def with_compute_dtype(run: RestoredRun, compute_dtype: str) -> RestoredRun:
+    """The same run (same parameters) whose model computes its matmuls in `compute_dtype`.
+
+    `model.compute_dtype` changes how the DiT multiplies, not its parameters (float32
+    either way), so a float32 checkpoint samples in bf16 and back.
+
+    Args:
+      run: from `load_run`.
+      compute_dtype: a `model.compute_dtype` ("float32" or "bfloat16").
+
+    Returns:
+      A `RestoredRun` with the new config and model structure, the same parameters.
+
+    Raises:
+      ValueError: an unknown dtype (the message lists the accepted ones).
+    """
+    config = ml_collections.ConfigDict(run.config.to_dict())
+    config.model.compute_dtype = str(compute_dtype)
+    compute_dtype_of(config.model)  # ValueError for an unknown name
+    graphdef, _ = qm9.abstract_state(config)
+    return run._replace(config=config, graphdef=graphdef)
 
 
 def train_size_histogram(config) -> np.ndarray:

@@ -134,6 +134,8 @@ def test_data_batch_pads_to_the_requested_width():
 def test_too_few_timed_steps_is_an_error():
     with pytest.raises(ValueError, match=">= 10"):
         benchmark.benchmark(qm9_config("symdiff", "smoke"), num_steps=3)
+    with pytest.raises(ValueError, match="scan_steps must be >= 1"):
+        benchmark.benchmark(qm9_config("symdiff", "smoke"), scan_steps=0)
 
 
 def test_bucket_fractions_count_each_size_range_once():
@@ -156,7 +158,7 @@ def test_bucketed_figures_are_the_weighted_widths():
     try:
         res = benchmark.benchmark(
             config, batch_size=2, num_steps=10, warmup=1, sample_runs=0, synthetic=True,
-            bucket_widths=(12, 29),
+            bucket_widths=(12, 29), scan_steps=2,
         )  # fmt: skip
     finally:
         jax.config.update("jax_disable_most_optimizations", False)
@@ -168,7 +170,7 @@ def test_bucketed_figures_are_the_weighted_widths():
         want = float(np.dot(res["bucket_fractions"], per_width))
         assert res[f"{key}_step_ms_bucketed"] == pytest.approx(want, rel=1e-12)
     assert res["sample_run_s_bucketed"] == pytest.approx(
-        res["sample_step_ms_bucketed"] * config.sample.num_steps / 1e3, rel=1e-12
+        res["sample_step_ms_bucketed"] * (config.sample.num_steps + 1) / 1e3, rel=1e-12
     )
     assert res["bucket_compile_s"] > 0
     assert "train step, bucketed" in benchmark.format_table(res)

@@ -316,3 +316,25 @@ def test_bucketed_sampling_keeps_the_sizes_and_bounds_the_compilations(restored)
     assert compiled - after_plain == len(shapes - {(4, 29)})
     bucketed_run()
     assert fn._cache_size() == compiled
+
+
+def test_a_float32_run_samples_with_bf16_matmuls(restored):
+    """`with_compute_dtype` keeps the parameters and changes only how the DiT multiplies."""
+    from flax import nnx
+
+    run16 = evaluation.with_compute_dtype(restored, "bfloat16")
+    assert run16.params is restored.params and run16.step == restored.step
+    assert restored.config.model.compute_dtype == "float32"  # the original is untouched
+    model16 = nnx.merge(run16.graphdef, run16.params)
+    model32 = nnx.merge(restored.graphdef, restored.params)
+    assert model16.eps_net.backbone.blocks[0].attn.qkv.dtype == jnp.bfloat16
+    assert model16.gamma_net.backbone.blocks[0].mlp.fc1.dtype == jnp.bfloat16
+    assert model32.eps_net.backbone.blocks[0].attn.qkv.dtype is None
+
+    kw = dict(num_steps=3, histogram=evaluation.train_size_histogram(restored.config))
+    a = evaluation.draw_samples(restored, jax.random.key(9), 5, **kw)
+    b = evaluation.draw_samples(run16, jax.random.key(9), 5, **kw)
+    np.testing.assert_array_equal(a["mask"], b["mask"])  # same sizes, same noise
+    np.testing.assert_allclose(b["positions"], a["positions"], atol=5e-2)
+    with pytest.raises(ValueError, match="compute_dtype must be one of"):
+        evaluation.with_compute_dtype(restored, "float16")
