@@ -66,6 +66,12 @@ _SAMPLER = flags.DEFINE_enum(
     "sampler", None, ["ancestral", "ddim"], "Sampler (default: config.sample.sampler)."
 )
 _SEED = flags.DEFINE_integer("seed", None, "PRNG seed (default: config.seed).")
+_COMPUTE_DTYPE = flags.DEFINE_enum(
+    "compute_dtype",
+    None,
+    ["float32", "bfloat16"],
+    "QM9 runs: matmul dtype of the model (default: the run's model.compute_dtype).",
+)
 _BATCH_SIZE = flags.DEFINE_integer(
     "batch_size",
     None,
@@ -113,6 +119,8 @@ def main(argv) -> None:
         _evaluate_conformers(workdir)
         return
     run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
+    if _COMPUTE_DTYPE.value is not None:
+        run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
     config, ev = run.config, run.config.evaluate
     num_samples = _pick(_NUM_SAMPLES.value, ev.num_samples)
     num_runs = _pick(_NUM_RUNS.value, ev.num_runs)
@@ -134,6 +142,7 @@ def main(argv) -> None:
         "eval/num_steps": num_steps,
         "eval/sampler": sampler,
         "eval/seed": seed,
+        "eval/compute_dtype": config.model.get("compute_dtype", "float32"),
     }
     metrics.update(
         evaluation.evaluate_samples_runs(

@@ -187,11 +187,15 @@ class Attention(nnx.Module):
             q, k, v = (a.astype(self.dtype) for a in (q, k, v))
             out = jax.nn.dot_product_attention(q, k, v, mask=key_mask).astype(x.dtype)
         else:
-            logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.head_dim)
+            # Heads-major `[B, H, N, d]` operands and a barrier that keeps XLA:CPU from
+            # fusing the softmax into the weights-values product: at QM9 sizes both
+            # products then run as plain batched matmuls, ~1.5x faster with the gradient.
+            q, k, v = (jnp.swapaxes(a, 1, 2) for a in (q, k, v))
+            logits = jnp.einsum("bhqd,bhkd->bhqk", q, k) / math.sqrt(self.head_dim)
             # A large finite negative (not -inf) keeps a system without real atoms finite.
             logits = jnp.where(key_mask, logits, jnp.finfo(logits.dtype).min)
-            weights = jax.nn.softmax(logits, axis=-1)
-            out = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+            weights = jax.lax.optimization_barrier(jax.nn.softmax(logits, axis=-1))
+            out = jnp.swapaxes(jnp.einsum("bhqk,bhkd->bhqd", weights, v), 1, 2)
         return dense_tokens(self.proj, out.reshape(b, n, d))
 
 

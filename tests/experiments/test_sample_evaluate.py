@@ -115,6 +115,7 @@ def test_evaluate_cli_merges_mean_and_std(trained):
         "--max_test=16",
         "--novelty",
         "--test_nll",
+        "--compute_dtype=bfloat16",  # a float32 run evaluated with bf16 matmuls
         *FAST,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -132,6 +133,7 @@ def test_evaluate_cli_merges_mean_and_std(trained):
     assert after["eval/test_nll_num_molecules"] == 16
     assert np.isfinite(after["eval/test_nll"]) and after["eval/test_nll"] > 0
     assert after["eval/checkpoint_step"] == 4 and after["eval/num_samples"] == 6
+    assert after["eval/compute_dtype"] == "bfloat16"
     assert "test_nll" in proc.stdout and path in proc.stdout
 
 
