@@ -33,7 +33,13 @@ its `scan_steps + 1` denoiser calls, the last one the final `p(x, h | z_0)`; med
 `sample_step_ms_bucketed`, and `sample_run_s_bucketed` = `sample.num_steps + 1` such
 calls, the sampling time of `batch_size` molecules whose sizes follow the data within a
 large bucketed sampling run (e.g. an evaluation's 10,000). Each width is two more
-compilations (`bucket_compile_s`, their total).
+compilations (`bucket_compile_s`, their total). A run of exactly `batch_size` molecules
+is timed as the samplers plan it (`data.sampling_batches`): `batch_size` sizes drawn
+from the data, cut into `sample_plan` batches `[rows, width]`, each batch's denoising
+call timed the same way (shapes the widths already timed are reused; the others are
+compiled too, `plan_compile_s`): `sample_step_ms_planned` is the sum over the plan's
+batches and `sample_run_s_planned` = `sample.num_steps + 1` of those, the figure to set
+against another code's sampling of that batch.
 
 The table goes to stdout; its last line is one JSON object with every figure.
 Sampling and the target run on the first device; the train step on a data mesh of
@@ -81,7 +87,7 @@ import numpy as np
 from absl import logging
 from flax import nnx
 
-from symdiff_jax.data import batch_iterator
+from symdiff_jax.data import batch_iterator, sampling_batches
 from symdiff_jax.diffusion.molecules import own_orbit_eps_target, sample_molecules
 from symdiff_jax.diffusion.samplers import ancestral_step, prior_sample
 from symdiff_jax.experiments import qm9
@@ -395,14 +401,24 @@ def benchmark(
     # Per width, the denoising step as the samplers run it: inside one compiled run of
     # `scan_steps` steps (buffers reused across the `lax.scan`, no per-call dispatch).
     short_run = _sampler(graphdef, schedule, scan_steps, config.sample.sampler, spec)
-    for bucket in buckets:
-        mask_b = jax.device_put(jnp.asarray(bucket["host"]["mask"]), device)
+
+    def call_ms(host_mask) -> tuple[float, float]:
+        """(ms per denoiser call inside the short run, its compile seconds)."""
+        mask_b = jax.device_put(jnp.asarray(host_mask), device)
         run_b, seconds = _timed_compile(short_run, params, k_sample, mask_b)
-        bucket_compile_s += seconds
         call = functools.partial(run_b, params, k_sample, mask_b)
         time_calls(call, 1)
-        run_s = statistics.median(time_calls(call, SCAN_RUNS))
-        bucket["sample_ms"] = 1e3 * run_s / (scan_steps + 1)
+        return 1e3 * statistics.median(time_calls(call, SCAN_RUNS)) / (scan_steps + 1), seconds
+
+    for bucket in buckets:
+        bucket["sample_ms"], seconds = call_ms(bucket["host"]["mask"])
+        bucket_compile_s += seconds
+    planned = {}
+    if buckets:
+        timed = {(batch_size, b["width"]): b["sample_ms"] for b in buckets}
+        planned = _planned_sampling(
+            config, batch_size, bucket_widths, synthetic, seed, timed, call_ms
+        )
 
     sample_run_s = sample_compile_s = None
     if sample_runs > 0:
@@ -452,6 +468,7 @@ def benchmark(
         **_bucket_figures(
             buckets, bucket_compile_s, num_train, batch_size, config.sample.num_steps
         ),
+        **planned,
     }
 
 
@@ -460,10 +477,7 @@ def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[st
     if not widths:
         return []
     widths = [int(w) for w in widths]
-    sizes = None if synthetic else train_sizes(config)
-    if sizes is None:  # synthetic sizes: uniform on [2, max_atoms]
-        sizes = np.arange(2, int(config.data.max_atoms) + 1)
-    fractions = bucket_fractions(sizes, widths)
+    fractions = bucket_fractions(_sizes_to_plan_for(config, synthetic), widths)
     buckets, low = [], 1
     for w, f in zip(widths, fractions, strict=True):
         if synthetic:
@@ -473,6 +487,40 @@ def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[st
         buckets.append({"width": w, "fraction": f, "host": host})
         low = w + 1
     return buckets
+
+
+def _sizes_to_plan_for(config, synthetic: bool) -> np.ndarray:
+    """The training split's molecule sizes (synthetic: each of 2..max_atoms once)."""
+    sizes = None if synthetic else train_sizes(config)
+    return np.arange(2, int(config.data.max_atoms) + 1) if sizes is None else sizes
+
+
+def _planned_sampling(config, batch_size, widths, synthetic, seed, timed, call_ms):
+    """The denoising step of `batch_size` molecules as `data.sampling_batches` plans it.
+
+    `timed` maps `(rows, width)` shapes already timed to ms per call (filled in here);
+    `call_ms(mask)` times another shape.
+    """
+    sizes = np.random.default_rng(seed).choice(
+        _sizes_to_plan_for(config, synthetic), size=batch_size
+    )
+    plan = sampling_batches(
+        sizes, batch_size, bucket_sizes=widths, max_atoms=int(config.data.max_atoms)
+    )
+    compile_s, step_ms = 0.0, 0.0
+    for rows, width in plan:
+        if (len(rows), width) not in timed:
+            mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
+            timed[len(rows), width], seconds = call_ms(mask)
+            compile_s += seconds
+        step_ms += timed[len(rows), width]
+    return {
+        "sample_plan": [[len(rows), width] for rows, width in plan],
+        "sample_plan_atoms": int(sizes.sum()),
+        "sample_step_ms_planned": step_ms,
+        "sample_run_s_planned": step_ms * (int(config.sample.num_steps) + 1) / 1e3,
+        "plan_compile_s": compile_s,
+    }
 
 
 def _bucket_figures(buckets, compile_s, num_train, batch_size, num_steps) -> dict[str, Any]:
@@ -504,8 +552,10 @@ _ROWS = (
     ("epoch, bucketed", "epoch_s_bucketed", "s"),
     ("denoising step", "sample_step_ms", "ms"),
     ("denoising, bucketed", "sample_step_ms_bucketed", "ms"),
+    ("denoising, planned", "sample_step_ms_planned", "ms"),
     ("full sampling run", "sample_run_s", "s"),
     ("  bucketed", "sample_run_s_bucketed", "s"),
+    ("  planned", "sample_run_s_planned", "s"),
     ("  per molecule", "s_per_molecule", "s"),
     ("  compile", "sample_compile_s", "s"),
     ("exact O(3) target", "target_ms", "ms"),

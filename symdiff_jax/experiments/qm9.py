@@ -337,9 +337,9 @@ def sample_molecules_batched(
 ) -> dict[str, np.ndarray]:
     """`num_samples` molecules with sizes from `histogram`, in compiled batches.
 
-    The sizes are drawn first; with `bucket_sizes` each batch holds molecules of one size
-    bucket padded to its width (`data.sampling_batches`: bounded shapes, so bounded
-    compilations), which skips the work on padding that dominates small molecules.
+    The sizes are drawn first; with `bucket_sizes` each batch is padded to a bucket width
+    (`data.sampling_batches`: the least padding and fewest batches, bounded shapes, so
+    bounded compilations), which skips the work on padding that dominates small molecules.
 
     Returns numpy `positions [S, max_atoms, 3]`, `atomic_numbers [S, max_atoms]`,
     `charges [S, max_atoms]`, `mask [S, max_atoms]`, `num_atoms [S]`, in the order of

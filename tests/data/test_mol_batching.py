@@ -17,6 +17,7 @@ from symdiff_jax.data import (
     sampling_batches,
     size_histogram,
 )
+from symdiff_jax.data.batching import CALL_COST_ATOMS
 
 
 def toy_dataset(m=103, width=29, seed=0):
@@ -161,8 +162,7 @@ def test_sampling_batches_cover_each_molecule_once_in_bounded_shapes():
     np.testing.assert_array_equal(np.sort(seen), np.arange(203))
     for rows, width in plan:
         assert width in buckets and len(rows) % 8 == 0 and len(rows) <= 32
-        lower = ([0] + list(buckets))[buckets.index(width)]
-        assert np.all((sizes[rows] <= width) & (sizes[rows] > lower))
+        assert np.all(sizes[rows] <= width)
         assert len(np.unique(rows)) > len(rows) - 8  # fillers only complete the last 8 rows
     assert len({(len(r), w) for r, w in plan}) <= len(buckets) * (32 // 8 + 1)
     plain = sampling_batches(sizes, 32, max_atoms=29)
@@ -172,3 +172,66 @@ def test_sampling_batches_cover_each_molecule_once_in_bounded_shapes():
         sampling_batches(sizes, 32, bucket_sizes=(12, 18), max_atoms=29)
     with pytest.raises(ValueError, match="max_atoms"):
         sampling_batches(sizes, 32, max_atoms=20)
+
+
+def _set_partitions(items):
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _set_partitions(rest):
+        yield [[first], *partition]
+        for k in range(len(partition)):
+            yield [*partition[:k], [first, *partition[k]], *partition[k + 1 :]]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_sampling_batches_cost_is_the_brute_force_minimum(seed):
+    """Against every way of grouping 8 molecules into batches (4,140 set partitions)."""
+    sizes = np.random.default_rng(seed).integers(2, 13, size=8)
+    buckets, batch, multiple, call = (5, 8, 12), 4, 2, 3
+
+    def cost(groups):
+        total = 0
+        for g in groups:
+            rows = min(batch, -(-len(g) // multiple) * multiple)
+            width = next(w for w in buckets if w >= sizes[g].max())
+            total += rows * width + call
+        return total
+
+    best = min(
+        cost(p)
+        for p in _set_partitions(list(range(8)))
+        if all(len(g) <= batch for g in p)
+        and sum(len(g) % multiple != 0 for g in p) <= 1  # as in the plan: one partial batch
+    )
+    plan = sampling_batches(
+        sizes,
+        batch,
+        bucket_sizes=buckets,
+        max_atoms=12,
+        row_multiple=multiple,
+        call_cost_atoms=call,
+    )
+    distinct = [np.unique(rows) for rows, _ in plan]
+    np.testing.assert_array_equal(np.sort(np.concatenate(distinct)), np.arange(8))
+    assert sum(len(rows) * w + call for rows, w in plan) == best
+    assert cost(distinct) == best  # each batch at the narrowest bucket that holds it
+
+
+def test_sampling_batches_fill_rows_from_smaller_buckets():
+    """64 QM9-like sizes: well below the padded atoms of each molecule kept to its bucket."""
+    rng = np.random.default_rng(1)
+    buckets = (16, 19, 23, 29)
+    planned = kept = 0
+    for _ in range(20):
+        weights = np.r_[np.ones(6), 4 * np.ones(7), np.ones(7)]
+        sizes = rng.choice(np.arange(10, 30), size=64, p=weights / weights.sum())
+        plan = sampling_batches(sizes, 64, bucket_sizes=buckets, max_atoms=29)
+        planned += sum(len(rows) * w + CALL_COST_ATOMS for rows, w in plan)
+        own = np.bincount(np.searchsorted(buckets, sizes), minlength=len(buckets))
+        kept += sum(  # partial batches cut to 8 rows
+            -(-c // 8) * 8 * w + CALL_COST_ATOMS * (c > 0)
+            for c, w in zip(own, buckets, strict=True)
+        )
+    assert planned < 0.9 * kept, (planned, kept)

@@ -174,3 +174,35 @@ def test_bucketed_figures_are_the_weighted_widths():
     )
     assert res["bucket_compile_s"] > 0
     assert "train step, bucketed" in benchmark.format_table(res)
+    # Two molecules plan into batches of 2 rows, shapes the widths already timed.
+    widths, by_width = res["bucket_widths"], res["sample_step_ms_by_width"]
+    assert res["sample_plan"] and all(rows == 2 for rows, _ in res["sample_plan"])
+    want = sum(by_width[widths.index(w)] for _, w in res["sample_plan"])
+    assert res["sample_step_ms_planned"] == pytest.approx(want, rel=1e-12)
+    assert res["sample_run_s_planned"] == pytest.approx(
+        want * (config.sample.num_steps + 1) / 1e3, rel=1e-12
+    )
+    assert res["plan_compile_s"] == 0.0
+    assert "denoising, planned" in benchmark.format_table(res)
+
+
+def test_planned_sampling_times_each_batch_of_the_plan():
+    """Every planned batch is charged its own shape's time; new shapes are timed once."""
+    config = qm9_config("symdiff", "smoke")
+    masks = []
+
+    def fake_call_ms(mask):  # a time proportional to the padded atoms
+        masks.append(mask)
+        return float(mask.size), 0.5
+
+    res = benchmark._planned_sampling(config, 40, (12, 20, 29), True, 3, {}, fake_call_ms)
+    plan = res["sample_plan"]
+    assert sum(rows for rows, _ in plan) >= 40 and {w for _, w in plan} <= {12, 20, 29}
+    assert len(plan) >= 2  # sizes 2..29 do not fit one narrow batch
+    assert res["sample_step_ms_planned"] == sum(rows * w for rows, w in plan)
+    assert len(masks) == len({tuple(p) for p in plan})  # each shape timed once
+    assert res["plan_compile_s"] == 0.5 * len(masks)
+    for mask in masks:
+        sizes = mask.sum(1)
+        assert np.all(sizes >= 2) and np.all(mask == (np.arange(mask.shape[1]) < sizes[:, None]))
+    assert 2 * 40 <= res["sample_plan_atoms"] <= 29 * 40
