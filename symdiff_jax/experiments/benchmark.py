@@ -19,6 +19,11 @@ batch when the dataset cannot be loaded):
                    `target_overhead` = target_ms / train_step_ms.
   peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
                    `peak_device_mb` where the device reports it (GPUs).
+  train_buffers_mb the train step's buffers as XLA's compiler assigns them
+                   (`compiled.memory_analysis()`): its arguments (the state, the
+                   batch) plus its temporaries at their peak, on any backend; the
+                   temporaries alone are `train_temp_mb`. An estimate of the device
+                   memory a batch needs, without the device (XLA:GPU assigns its own).
 
 With size buckets (`bucket_widths`, by default the config's `data.bucket_sizes`, which
 `experiments.train` and the samplers use: each batch holds molecules of one size range,
@@ -198,6 +203,18 @@ def peak_device_mb() -> float | None:
     return None if peak is None else peak / 2**20
 
 
+def compiled_buffers_mb(compiled) -> tuple[float | None, float | None]:
+    """`(arguments + temporaries, temporaries)` in MiB of a compiled XLA executable.
+
+    None where the backend has no memory analysis.
+    """
+    analysis = compiled.memory_analysis()
+    if analysis is None:
+        return None, None
+    args, temp = analysis.argument_size_in_bytes, analysis.temp_size_in_bytes
+    return (args + temp) / 2**20, temp / 2**20
+
+
 # ----------------------------------------------------------------------------- pieces
 
 
@@ -363,6 +380,7 @@ def benchmark(
         ema_warmup=config.optim.ema_warmup,
     )
     compiled, compile_s = _timed_compile(step, state, batch, k_train)
+    train_buffers_mb, train_temp_mb = compiled_buffers_mb(compiled)
     holder = {"state": state}
     del state
 
@@ -464,6 +482,8 @@ def benchmark(
         "target_overhead": target_ms / train_ms,
         "peak_rss_mb": peak_rss_mb(),
         "peak_device_mb": peak_device_mb(),
+        "train_buffers_mb": train_buffers_mb,
+        "train_temp_mb": train_temp_mb,
         "jax_version": jax.__version__,
         **_bucket_figures(
             buckets, bucket_compile_s, num_train, batch_size, config.sample.num_steps
@@ -562,6 +582,7 @@ _ROWS = (
     ("  / train step", "target_overhead", ""),
     ("peak RSS", "peak_rss_mb", "MiB"),
     ("peak device memory", "peak_device_mb", "MiB"),
+    ("train step buffers", "train_buffers_mb", "MiB"),
 )
 
 

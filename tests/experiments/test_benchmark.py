@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
@@ -27,6 +28,8 @@ REQUIRED = (
     "target_ms",
     "sample_run_s",
     "target_overhead",
+    "train_buffers_mb",
+    "train_temp_mb",
 )
 
 
@@ -75,6 +78,18 @@ def test_last_line_is_json_with_every_figure(cli_run):
     assert math.isfinite(result["train_loss"])
     assert "bucket_widths" not in result and "train_step_ms_bucketed" not in result
     assert result["keep_freed_memory"] in (True, False)
+    assert result["train_buffers_mb"] > result["train_temp_mb"]
+
+
+def test_compiled_buffers_count_the_arguments_and_the_temporaries():
+    """`sin(a @ b) @ cos(a @ b)` keeps its 512 x 512 operands as temporaries."""
+    x = jnp.ones((512, 512), jnp.float32)
+    fn = jax.jit(lambda a, b: jnp.sum(jnp.sin(a @ b) @ jnp.cos(a @ b)))
+    compiled = fn.lower(x, x).compile()
+    total, temp = benchmark.compiled_buffers_mb(compiled)
+    one = 512 * 512 * 4 / 2**20
+    assert temp >= one  # at least one operand of the second product
+    assert total == pytest.approx(2 * one + temp)
 
 
 def test_parameter_count_is_the_models(cli_run):
