@@ -17,6 +17,9 @@ batch when the dataset cannot be loaded):
   target_ms        the exact O(3) own-orbit symmetrised target of the batch
                    (`own_orbit_eps_target`, paper 000 eq. 6), jitted, median;
                    `target_overhead` = target_ms / train_step_ms.
+  batch_max_atoms_mean  the mean size of the largest of `batch_size` training
+                   molecules: the width a loader that trims each batch to its largest
+                   molecule pads to (the official code's, see below).
   peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
                    `peak_device_mb` where the device reports it (GPUs).
   train_buffers_mb the train step's buffers as XLA's compiler assigns them
@@ -60,7 +63,10 @@ Comparing with the official PyTorch SymDiff (same machine, same session):
     python -m experiments.benchmark --config configs/qm9_symdiff_target.py --batch_size 64
 
 For the official code (leozhangML/SymDiff), time its `train_epoch` inner step
-(forward, `loss.backward()`, `optim.step()`) on the same padded batch size with
+(forward, `loss.backward()`, `optim.step()`, its EMA update) on batches as its loader
+builds them: EDM's `collate_fn` trims each batch to its largest molecule, so at batch 64
+on QM9 the official code trains at `batch_max_atoms_mean` = 24.9 atoms on average, not
+29, while its sampler pads every batch to 29 (`max_n_nodes`). Time it with
 `torch.set_num_threads` equal to the cores JAX uses, median of >= 10 after warm-up, and
 its sampler's per-step `phi` call for `sample_step_ms`; run both back to back, nothing
 else on the machine, and report the ratio. `--num_atoms` pads to another width (e.g.
@@ -289,6 +295,29 @@ def bucket_fractions(sizes: np.ndarray, widths: Sequence[int]) -> list[float]:
     return [float(c) / sizes.size for c in counts]
 
 
+def batch_max_atoms_mean(sizes: np.ndarray, batch_size: int) -> float:
+    """Expected size of the largest of `batch_size` molecules drawn from `sizes`.
+
+    A loader that trims each batch to its largest molecule (EDM's `collate_fn`, which the
+    official SymDiff trains with) pads to this width on average. With `F` the empirical
+    distribution function of `sizes` and draws with replacement,
+    `E[max] = sum_{k >= 1} (1 - F(k - 1)^batch_size)`.
+
+    Args:
+      sizes: `[M]` positive atom counts.
+      batch_size: molecules per batch, >= 1.
+    """
+    sizes = np.asarray(sizes)
+    if sizes.size == 0 or sizes.min() < 1 or batch_size < 1:
+        raise ValueError(
+            f"Need positive sizes and batch_size >= 1; got {sizes.size} sizes "
+            f"(smallest {sizes.min() if sizes.size else None}) and batch_size {batch_size}."
+        )
+    counts = np.bincount(sizes.astype(np.int64))
+    cdf_below = np.concatenate([[0.0], np.cumsum(counts)[:-1] / sizes.size])  # F(k - 1)
+    return float(np.sum(1.0 - cdf_below[1:] ** batch_size))
+
+
 def _timed_compile(jitted, *args):
     start = time.perf_counter()
     compiled = jitted.lower(*args).compile()
@@ -461,6 +490,9 @@ def benchmark(
         "params": num_params,
         "batch_size": batch_size,
         "num_atoms": int(width),
+        "batch_max_atoms_mean": batch_max_atoms_mean(
+            _sizes_to_plan_for(config, synthetic), batch_size
+        ),
         "data": source,
         "devices": int(mesh.size),
         "processes": jax.process_count(),
@@ -564,6 +596,7 @@ def _bucket_figures(buckets, compile_s, num_train, batch_size, num_steps) -> dic
 
 
 _ROWS = (
+    ("largest per batch", "batch_max_atoms_mean", "atoms"),
     ("train step", "train_step_ms", "ms"),
     ("train step (min)", "train_step_ms_min", "ms"),
     ("train step compile", "compile_s", "s"),

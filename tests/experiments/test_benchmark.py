@@ -79,6 +79,7 @@ def test_last_line_is_json_with_every_figure(cli_run):
     assert "bucket_widths" not in result and "train_step_ms_bucketed" not in result
     assert result["keep_freed_memory"] in (True, False)
     assert result["train_buffers_mb"] > result["train_temp_mb"]
+    assert 1 <= result["batch_max_atoms_mean"] <= result["num_atoms"]
 
 
 def test_compiled_buffers_count_the_arguments_and_the_temporaries():
@@ -162,6 +163,22 @@ def test_bucket_fractions_count_each_size_range_once():
         benchmark.bucket_fractions(sizes, [10, 16])
     with pytest.raises(ValueError, match="increasing"):
         benchmark.bucket_fractions(sizes, [16, 10, 29])
+
+
+def test_batch_max_atoms_mean_is_the_mean_over_every_possible_batch():
+    """Exact: the mean largest size over all `M^B` ordered draws, enumerated."""
+    import itertools
+
+    sizes = np.array([3, 5, 5, 9, 12, 12, 12])
+    for batch in (1, 2, 3, 4):
+        draws = itertools.product(sizes, repeat=batch)
+        want = np.mean([max(d) for d in draws])
+        np.testing.assert_allclose(benchmark.batch_max_atoms_mean(sizes, batch), want, rtol=1e-12)
+    np.testing.assert_allclose(benchmark.batch_max_atoms_mean(sizes, 1), sizes.mean())
+    with pytest.raises(ValueError, match="positive sizes"):
+        benchmark.batch_max_atoms_mean(np.array([0, 4]), 2)
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        benchmark.batch_max_atoms_mean(sizes, 0)
 
 
 def test_bucketed_figures_are_the_weighted_widths():
