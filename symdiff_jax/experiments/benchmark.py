@@ -389,7 +389,8 @@ def benchmark(
     schedule = qm9.make_schedule(config)
     if bucket_widths is None:
         bucket_widths = tuple(config.data.get("bucket_sizes", ()))
-    buckets = _bucket_batches(config, batch_size, bucket_widths, synthetic, seed)
+    sizes = _training_sizes(config, synthetic)
+    buckets = _bucket_batches(config, batch_size, bucket_widths, sizes, synthetic, seed)
 
     # --- train step (sharded over the data mesh, as experiments.train runs it)
     mesh = sharding.make_mesh(num_devices)
@@ -463,9 +464,7 @@ def benchmark(
     planned = {}
     if buckets:
         timed = {(batch_size, b["width"]): b["sample_ms"] for b in buckets}
-        planned = _planned_sampling(
-            config, batch_size, bucket_widths, synthetic, seed, timed, call_ms
-        )
+        planned = _planned_sampling(config, batch_size, bucket_widths, sizes, seed, timed, call_ms)
 
     sample_run_s = sample_compile_s = None
     if sample_runs > 0:
@@ -490,9 +489,7 @@ def benchmark(
         "params": num_params,
         "batch_size": batch_size,
         "num_atoms": int(width),
-        "batch_max_atoms_mean": batch_max_atoms_mean(
-            _sizes_to_plan_for(config, synthetic), batch_size
-        ),
+        "batch_max_atoms_mean": batch_max_atoms_mean(sizes, batch_size),
         "data": source,
         "devices": int(mesh.size),
         "processes": jax.process_count(),
@@ -524,12 +521,12 @@ def benchmark(
     }
 
 
-def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[str, Any]]:
+def _bucket_batches(config, batch_size, widths, sizes, synthetic, seed) -> list[dict[str, Any]]:
     """One host batch per size bucket, with the bucket's share of the training molecules."""
     if not widths:
         return []
     widths = [int(w) for w in widths]
-    fractions = bucket_fractions(_sizes_to_plan_for(config, synthetic), widths)
+    fractions = bucket_fractions(sizes, widths)
     buckets, low = [], 1
     for w, f in zip(widths, fractions, strict=True):
         if synthetic:
@@ -541,21 +538,19 @@ def _bucket_batches(config, batch_size, widths, synthetic, seed) -> list[dict[st
     return buckets
 
 
-def _sizes_to_plan_for(config, synthetic: bool) -> np.ndarray:
+def _training_sizes(config, synthetic: bool) -> np.ndarray:
     """The training split's molecule sizes (synthetic: each of 2..max_atoms once)."""
     sizes = None if synthetic else train_sizes(config)
     return np.arange(2, int(config.data.max_atoms) + 1) if sizes is None else sizes
 
 
-def _planned_sampling(config, batch_size, widths, synthetic, seed, timed, call_ms):
+def _planned_sampling(config, batch_size, widths, training_sizes, seed, timed, call_ms):
     """The denoising step of `batch_size` molecules as `data.sampling_batches` plans it.
 
-    `timed` maps `(rows, width)` shapes already timed to ms per call (filled in here);
+    The molecules' sizes are drawn from `training_sizes`; `timed` maps `(rows, width)` shapes already timed to ms per call (filled in here);
     `call_ms(mask)` times another shape.
     """
-    sizes = np.random.default_rng(seed).choice(
-        _sizes_to_plan_for(config, synthetic), size=batch_size
-    )
+    sizes = np.random.default_rng(seed).choice(training_sizes, size=batch_size)
     plan = sampling_batches(
         sizes, batch_size, bucket_sizes=widths, max_atoms=int(config.data.max_atoms)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -167,8 +168,6 @@ def test_bucket_fractions_count_each_size_range_once():
 
 def test_batch_max_atoms_mean_is_the_mean_over_every_possible_batch():
     """Exact: the mean largest size over all `M^B` ordered draws, enumerated."""
-    import itertools
-
     sizes = np.array([3, 5, 5, 9, 12, 12, 12])
     for batch in (1, 2, 3, 4):
         draws = itertools.product(sizes, repeat=batch)
@@ -227,7 +226,8 @@ def test_planned_sampling_times_each_batch_of_the_plan():
         masks.append(mask)
         return float(mask.size), 0.5
 
-    res = benchmark._planned_sampling(config, 40, (12, 20, 29), True, 3, {}, fake_call_ms)
+    sizes = np.arange(2, 30)  # as for a synthetic batch
+    res = benchmark._planned_sampling(config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms)
     plan = res["sample_plan"]
     assert sum(rows for rows, _ in plan) >= 40 and {w for _, w in plan} <= {12, 20, 29}
     assert len(plan) >= 2  # sizes 2..29 do not fit one narrow batch
