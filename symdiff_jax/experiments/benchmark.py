@@ -20,6 +20,14 @@ batch when the dataset cannot be loaded):
   batch_max_atoms_mean  the mean size of the largest of `batch_size` training
                    molecules: the width a loader that trims each batch to its largest
                    molecule pads to (the official code's, see below).
+  matmul_peak_gflop_per_s  the throughput of one large square matmul on the first
+                   device, in the model's compute dtype: what the step's matmuls can
+                   reach on this machine. Beside it, for the train step (`train_step_*`)
+                   and the denoising step (`sample_step_*`): `gflop`, XLA's count of a
+                   call's FLOPs (`compiled.cost_analysis()`); `gflop_per_s` reached;
+                   `utilisation` = that rate over the peak; `floor_ms`, the time at the
+                   peak. The floor bounds any speed-up without fewer FLOPs (fewer padded
+                   atoms, another architecture) or a faster matmul.
   peak_rss_mb      peak resident memory of the process (`resource.getrusage`), and
                    `peak_device_mb` where the device reports it (GPUs).
   train_buffers_mb the train step's buffers as XLA's compiler assigns them
@@ -34,20 +42,22 @@ padded to the range's top), the train step is also timed at every width `w_b`, o
 molecules of `w_{b-1} < n <= w_b` atoms, and averaged with the weights `f_b` = fraction
 of training molecules in the bucket: `train_step_ms_bucketed` = sum_b f_b
 train_step_ms(w_b) is the mean step of an epoch of bucketed batches (the same number of
-batches as unbucketed ones). The denoising step is timed at every width the way the
-samplers run it, inside one compiled sampling run of `scan_steps` steps (its time over
-its `scan_steps + 1` denoiser calls, the last one the final `p(x, h | z_0)`; median of
-`SCAN_RUNS` runs): `sample_step_ms_by_width`, their weighted mean
-`sample_step_ms_bucketed`, and `sample_run_s_bucketed` = `sample.num_steps + 1` such
-calls, the sampling time of `batch_size` molecules whose sizes follow the data within a
-large bucketed sampling run (e.g. an evaluation's 10,000). Each width is two more
-compilations (`bucket_compile_s`, their total). A run of exactly `batch_size` molecules
-is timed as the samplers plan it (`data.sampling_batches`): `batch_size` sizes drawn
-from the data, cut into `sample_plan` batches `[rows, width]`, each batch's denoising
-call timed the same way (shapes the widths already timed are reused; the others are
-compiled too, `plan_compile_s`): `sample_step_ms_planned` is the sum over the plan's
-batches and `sample_run_s_planned` = `sample.num_steps + 1` of those, the figure to set
-against another code's sampling of that batch.
+batches as unbucketed ones), with its FLOPs weighted the same way
+(`train_step_utilisation_bucketed`, `train_step_floor_ms_bucketed`). The denoising step
+is timed at every width the way the samplers run it, inside one compiled sampling run of
+`scan_steps` steps (its time over its `scan_steps + 1` denoiser calls, the last one the
+final `p(x, h | z_0)`; median of `SCAN_RUNS` runs): `sample_step_ms_by_width`, their
+weighted mean `sample_step_ms_bucketed`, and `sample_run_s_bucketed` =
+`sample.num_steps + 1` such calls, the sampling time of `batch_size` molecules whose sizes follow the data
+within a large bucketed sampling run (e.g. an evaluation's 10,000). Each width is two
+more compilations (`bucket_compile_s`, their total). A run of exactly `batch_size`
+molecules is timed as the samplers plan it (`data.sampling_batches`): `batch_size` sizes
+drawn from the data, cut into `sample_plan` batches `[rows, width]`, each batch's
+denoising call timed the same way (shapes the widths already timed are reused; the
+others are compiled too, `plan_compile_s`): `sample_step_ms_planned` is the sum over the
+plan's batches (`sample_step_gflop_planned` their FLOPs, `sample_step_floor_ms_planned`
+their time at the matmul peak) and `sample_run_s_planned` = `sample.num_steps + 1` of
+those, the figure to set against another code's sampling of that batch.
 
 The table goes to stdout; its last line is one JSON object with every figure.
 Sampling and the target run on the first device; the train step on a data mesh of
@@ -102,6 +112,7 @@ from symdiff_jax.data import batch_iterator, sampling_batches
 from symdiff_jax.diffusion.molecules import own_orbit_eps_target, sample_molecules
 from symdiff_jax.diffusion.samplers import ancestral_step, prior_sample
 from symdiff_jax.experiments import qm9
+from symdiff_jax.models.factory import compute_dtype
 from symdiff_jax.train import sharding
 from symdiff_jax.train.state import count_parameters
 
@@ -219,6 +230,60 @@ def compiled_buffers_mb(compiled) -> tuple[float | None, float | None]:
         return None, None
     args, temp = analysis.argument_size_in_bytes, analysis.temp_size_in_bytes
     return (args + temp) / 2**20, temp / 2**20
+
+
+def compiled_flops(compiled) -> float | None:
+    """Floating-point operations of one call of a compiled (or lowered) XLA program.
+
+    XLA's own count (`cost_analysis()`): `2 m n k` per matmul, about one per element
+    for elementwise ops. A `while` loop's body (a `lax.scan`) counts once, so this is
+    meant for straight-line programs such as one train or denoising step. A lowered
+    program's count comes before XLA's optimisations, without compiling (the QM9 train
+    step: 147.0 GFLOP lowered, 147.4 compiled). None where the backend gives no count.
+    """
+    analysis = compiled.cost_analysis()
+    if isinstance(analysis, (list, tuple)):  # one dict per program in older JAX
+        analysis = analysis[0] if analysis else None
+    flops = (analysis or {}).get("flops")
+    return float(flops) if flops is not None and flops > 0 else None
+
+
+def matmul_peak_gflop_per_s(dtype=None, size: int | None = None, num: int = 10) -> float:
+    """Measured throughput of one square matmul on the first device, in GFLOP/s.
+
+    The ceiling for the models' matmuls on this machine: `size x size` operands in
+    `dtype` (None: float32; `jnp.bfloat16` as the models' mixed precision runs it,
+    products accumulated in float32), `2 size^3` FLOP per call, best of `num` calls
+    after one warm-up (the least disturbed one, as a ceiling should be). The default
+    size, 1024 on CPUs (the fastest of 1024, 2048 and 3072 on a 2-core AMD EPYC) and
+    8192 on accelerators, keeps the call long against its dispatch.
+    """
+    device = jax.local_devices()[0]
+    if size is None:
+        size = 1024 if device.platform == "cpu" else 8192
+    if size < 1 or num < 1:
+        raise ValueError(f"size and num must be positive; got size={size}, num={num}.")
+    dtype = jnp.float32 if dtype is None else dtype
+    keys = jax.random.split(jax.random.key(0))
+    a, b = (jax.device_put(jax.random.normal(k, (size, size), dtype), device) for k in keys)
+    product = jax.jit(lambda a, b: jnp.matmul(a, b, preferred_element_type=jnp.float32))
+    compiled = product.lower(a, b).compile()
+    time_calls(lambda: compiled(a, b), 1)
+    return 2.0 * size**3 / min(time_calls(lambda: compiled(a, b), num)) / 1e9
+
+
+def roofline(flops: float | None, ms: float, peak_gflops: float) -> dict[str, float | None]:
+    """`gflop` per call, the `gflop_per_s` reached in `ms`, their `utilisation` of the
+    measured matmul peak, and the `floor_ms` a call would take at that peak."""
+    if flops is None:
+        return dict.fromkeys(("gflop", "gflop_per_s", "utilisation", "floor_ms"))
+    rate = flops / ms / 1e6
+    return {
+        "gflop": flops / 1e9,
+        "gflop_per_s": rate,
+        "utilisation": rate / peak_gflops,
+        "floor_ms": flops / peak_gflops / 1e6,
+    }
 
 
 # ----------------------------------------------------------------------------- pieces
@@ -410,6 +475,7 @@ def benchmark(
         ema_warmup=config.optim.ema_warmup,
     )
     compiled, compile_s = _timed_compile(step, state, batch, k_train)
+    train_flops = compiled_flops(compiled)
     train_buffers_mb, train_temp_mb = compiled_buffers_mb(compiled)
     holder = {"state": state}
     del state
@@ -430,6 +496,7 @@ def benchmark(
         bucket_batch = sharding.shard_batch(bucket["host"], mesh)
         compiled_b, seconds = _timed_compile(step, holder["state"], bucket_batch, k_train)
         bucket_compile_s += seconds
+        bucket["train_flops"] = compiled_flops(compiled_b)
         bucket["train_ms"] = 1e3 * statistics.median(time_train(compiled_b, bucket_batch)[0])
 
     # --- sampling and the target: one device
@@ -442,6 +509,7 @@ def benchmark(
     start = time.perf_counter()
     denoise_c = denoise.lower(params, k_step, z, mask).compile()
     step_compile_s = time.perf_counter() - start
+    sample_flops = compiled_flops(denoise_c)
     time_calls(lambda: denoise_c(params, k_step, z, mask), warmup)
     sample_ms = 1e3 * statistics.median(
         time_calls(lambda: denoise_c(params, k_step, z, mask), num_steps)
@@ -458,13 +526,21 @@ def benchmark(
         time_calls(call, 1)
         return 1e3 * statistics.median(time_calls(call, SCAN_RUNS)) / (scan_steps + 1), seconds
 
+    def call_flops(host_mask) -> float | None:
+        """FLOPs of one denoising step of this shape (lowered, not compiled)."""
+        mask_b = jax.ShapeDtypeStruct(host_mask.shape, mask.dtype)
+        z_b = jax.ShapeDtypeStruct(host_mask.shape + shape[-1:], z.dtype)
+        return compiled_flops(denoise.lower(params, k_step, z_b, mask_b))
+
     for bucket in buckets:
         bucket["sample_ms"], seconds = call_ms(bucket["host"]["mask"])
         bucket_compile_s += seconds
     planned = {}
     if buckets:
         timed = {(batch_size, b["width"]): b["sample_ms"] for b in buckets}
-        planned = _planned_sampling(config, batch_size, bucket_widths, sizes, seed, timed, call_ms)
+        planned = _planned_sampling(
+            config, batch_size, bucket_widths, sizes, seed, timed, call_ms, call_flops
+        )
 
     sample_run_s = sample_compile_s = None
     if sample_runs > 0:
@@ -483,6 +559,10 @@ def benchmark(
     args = (z_x, positions, alpha, sigma, mask)
     time_calls(lambda: target_c(*args), warmup)
     target_ms = 1e3 * statistics.median(time_calls(lambda: target_c(*args), num_steps))
+    peak = matmul_peak_gflop_per_s(compute_dtype(config.model))
+    planned_gflop = planned.get("sample_step_gflop_planned")
+    if planned_gflop is not None:
+        planned["sample_step_floor_ms_planned"] = 1e3 * planned_gflop / peak
 
     return {
         "variant": config.get("variant", ""),
@@ -514,8 +594,11 @@ def benchmark(
         "train_buffers_mb": train_buffers_mb,
         "train_temp_mb": train_temp_mb,
         "jax_version": jax.__version__,
+        "matmul_peak_gflop_per_s": peak,
+        **_prefixed("train_step_", roofline(train_flops, train_ms, peak)),
+        **_prefixed("sample_step_", roofline(sample_flops, sample_ms, peak)),
         **_bucket_figures(
-            buckets, bucket_compile_s, num_train, batch_size, config.sample.num_steps
+            buckets, bucket_compile_s, num_train, batch_size, config.sample.num_steps, peak
         ),
         **planned,
     }
@@ -544,24 +627,33 @@ def _training_sizes(config, synthetic: bool) -> np.ndarray:
     return np.arange(2, int(config.data.max_atoms) + 1) if sizes is None else sizes
 
 
-def _planned_sampling(config, batch_size, widths, training_sizes, seed, timed, call_ms):
+def _planned_sampling(
+    config, batch_size, widths, training_sizes, seed, timed, call_ms, call_flops=None
+):
     """The denoising step of `batch_size` molecules as `data.sampling_batches` plans it.
 
-    The molecules' sizes are drawn from `training_sizes`; `timed` maps `(rows, width)` shapes already timed to ms per call (filled in here);
-    `call_ms(mask)` times another shape.
+    The molecules' sizes are drawn from `training_sizes`; `timed` maps `(rows, width)`
+    shapes already timed to ms per call (filled in here); `call_ms(mask)` times another
+    shape; `call_flops(mask)`, if given, counts a shape's FLOPs per call
+    (`sample_step_gflop_planned`, the plan's total).
     """
     sizes = np.random.default_rng(seed).choice(training_sizes, size=batch_size)
     plan = sampling_batches(
         sizes, batch_size, bucket_sizes=widths, max_atoms=int(config.data.max_atoms)
     )
-    compile_s, step_ms = 0.0, 0.0
+    compile_s, step_ms, counted = 0.0, 0.0, {}
     for rows, width in plan:
-        if (len(rows), width) not in timed:
-            mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
-            timed[len(rows), width], seconds = call_ms(mask)
+        shape = (len(rows), width)
+        mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
+        if shape not in timed:
+            timed[shape], seconds = call_ms(mask)
             compile_s += seconds
-        step_ms += timed[len(rows), width]
+        step_ms += timed[shape]
+        if call_flops is not None and shape not in counted:
+            counted[shape] = call_flops(mask)
+    flops = [counted.get((len(rows), width)) for rows, width in plan]
     return {
+        "sample_step_gflop_planned": None if None in flops else sum(flops) / 1e9,
         "sample_plan": [[len(rows), width] for rows, width in plan],
         "sample_plan_atoms": int(sizes.sum()),
         "sample_step_ms_planned": step_ms,
@@ -570,17 +662,30 @@ def _planned_sampling(config, batch_size, widths, training_sizes, seed, timed, c
     }
 
 
-def _bucket_figures(buckets, compile_s, num_train, batch_size, num_steps) -> dict[str, Any]:
+def _prefixed(prefix: str, figures: dict[str, Any]) -> dict[str, Any]:
+    return {prefix + k: v for k, v in figures.items()}
+
+
+def _bucket_figures(
+    buckets, compile_s, num_train, batch_size, num_steps, peak_gflops
+) -> dict[str, Any]:
     if not buckets:
         return {}
     weighted = lambda k: sum(b["fraction"] * b[k] for b in buckets)  # noqa: E731
     train_ms = weighted("train_ms")
+    flops = None if any(b["train_flops"] is None for b in buckets) else weighted("train_flops")
+    bucketed = roofline(flops, train_ms, peak_gflops)
     return {
         "bucket_widths": [b["width"] for b in buckets],
         "bucket_fractions": [b["fraction"] for b in buckets],
         "train_step_ms_by_width": [b["train_ms"] for b in buckets],
+        "train_step_gflop_by_width": [
+            None if b["train_flops"] is None else b["train_flops"] / 1e9 for b in buckets
+        ],
         "sample_step_ms_by_width": [b["sample_ms"] for b in buckets],
         "train_step_ms_bucketed": train_ms,
+        "train_step_utilisation_bucketed": bucketed["utilisation"],
+        "train_step_floor_ms_bucketed": bucketed["floor_ms"],
         "sample_step_ms_bucketed": weighted("sample_ms"),
         "sample_run_s_bucketed": weighted("sample_ms") * (int(num_steps) + 1) / 1e3,
         "epoch_s_bucketed": None
@@ -594,13 +699,21 @@ _ROWS = (
     ("largest per batch", "batch_max_atoms_mean", "atoms"),
     ("train step", "train_step_ms", "ms"),
     ("train step (min)", "train_step_ms_min", "ms"),
+    ("  work", "train_step_gflop", "GFLOP"),
+    ("  of the matmul peak", "train_step_utilisation", ""),
+    ("  at the matmul peak", "train_step_floor_ms", "ms"),
     ("train step compile", "compile_s", "s"),
     ("epoch estimate", "epoch_s", "s"),
     ("train step, bucketed", "train_step_ms_bucketed", "ms"),
+    ("  of the matmul peak", "train_step_utilisation_bucketed", ""),
+    ("  at the matmul peak", "train_step_floor_ms_bucketed", "ms"),
     ("epoch, bucketed", "epoch_s_bucketed", "s"),
     ("denoising step", "sample_step_ms", "ms"),
+    ("  of the matmul peak", "sample_step_utilisation", ""),
+    ("  at the matmul peak", "sample_step_floor_ms", "ms"),
     ("denoising, bucketed", "sample_step_ms_bucketed", "ms"),
     ("denoising, planned", "sample_step_ms_planned", "ms"),
+    ("  at the matmul peak", "sample_step_floor_ms_planned", "ms"),
     ("full sampling run", "sample_run_s", "s"),
     ("  bucketed", "sample_run_s_bucketed", "s"),
     ("  planned", "sample_run_s_planned", "s"),
@@ -611,6 +724,7 @@ _ROWS = (
     ("peak RSS", "peak_rss_mb", "MiB"),
     ("peak device memory", "peak_device_mb", "MiB"),
     ("train step buffers", "train_buffers_mb", "MiB"),
+    ("matmul peak", "matmul_peak_gflop_per_s", "GFLOP/s"),
 )
 
 
@@ -627,7 +741,7 @@ def format_table(results: dict[str, Any]) -> str:
         value = results.get(key)
         if value is None or (isinstance(value, float) and not math.isfinite(value)):
             text = "-"
-        elif key == "target_overhead":
+        elif key == "target_overhead" or "utilisation" in key:
             text = f"{100 * value:.2f} %"
         else:
             text = f"{value:,.4g} {unit}".rstrip()

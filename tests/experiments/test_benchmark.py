@@ -31,6 +31,10 @@ REQUIRED = (
     "target_overhead",
     "train_buffers_mb",
     "train_temp_mb",
+    "matmul_peak_gflop_per_s",
+    "train_step_gflop",
+    "train_step_utilisation",
+    "sample_step_utilisation",
 )
 
 
@@ -81,6 +85,11 @@ def test_last_line_is_json_with_every_figure(cli_run):
     assert result["keep_freed_memory"] in (True, False)
     assert result["train_buffers_mb"] > result["train_temp_mb"]
     assert 1 <= result["batch_max_atoms_mean"] <= result["num_atoms"]
+    for step in ("train_step", "sample_step"):
+        assert 0 < result[f"{step}_utilisation"] < 1  # a tiny model is far from the peak
+        assert result[f"{step}_floor_ms"] == pytest.approx(
+            result[f"{step}_ms"] * result[f"{step}_utilisation"], rel=1e-9
+        )
 
 
 def test_compiled_buffers_count_the_arguments_and_the_temporaries():
@@ -92,6 +101,46 @@ def test_compiled_buffers_count_the_arguments_and_the_temporaries():
     one = 512 * 512 * 4 / 2**20
     assert temp >= one  # at least one operand of the second product
     assert total == pytest.approx(2 * one + temp)
+
+
+def test_compiled_flops_count_a_matmul_as_2mnk():
+    a, b = jnp.ones((24, 40), jnp.float32), jnp.ones((40, 56), jnp.float32)
+    compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+    assert benchmark.compiled_flops(compiled) == pytest.approx(2 * 24 * 40 * 56, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "analysis, want", [(None, None), ({}, None), ([{"flops": 12.0}], 12.0), ({"flops": -1.0}, None)]
+)
+def test_compiled_flops_without_a_count_is_none(analysis, want):
+    class Compiled:
+        def cost_analysis(self):
+            return analysis
+
+    assert benchmark.compiled_flops(Compiled()) == want
+
+
+def test_roofline_figures_follow_from_flops_time_and_peak():
+    got = benchmark.roofline(3e9, 15.0, 400.0)  # 3 GFLOP in 15 ms against 400 GFLOP/s
+    assert got == pytest.approx(
+        {"gflop": 3.0, "gflop_per_s": 200.0, "utilisation": 0.5, "floor_ms": 7.5}
+    )
+    assert set(benchmark.roofline(None, 15.0, 400.0).values()) == {None}
+
+
+def test_matmul_peak_is_the_fastest_call(monkeypatch):
+    calls = iter([[1.0], [0.5, 0.25, 0.4]])  # the warm-up, then the timed calls
+    monkeypatch.setattr(benchmark, "time_calls", lambda fn, num: next(calls))
+    peak = benchmark.matmul_peak_gflop_per_s(size=128, num=3)
+    assert peak == pytest.approx(2 * 128**3 / 0.25 / 1e9)
+    with pytest.raises(ValueError, match="size and num"):
+        benchmark.matmul_peak_gflop_per_s(size=0)
+
+
+def test_matmul_peak_is_measured_in_the_compute_dtype():
+    for dtype in (None, jnp.bfloat16):
+        peak = benchmark.matmul_peak_gflop_per_s(dtype, size=128, num=2)
+        assert math.isfinite(peak) and peak > 0
 
 
 def test_parameter_count_is_the_models(cli_run):
@@ -204,6 +253,14 @@ def test_bucketed_figures_are_the_weighted_widths():
         res["sample_step_ms_bucketed"] * (config.sample.num_steps + 1) / 1e3, rel=1e-12
     )
     assert res["bucket_compile_s"] > 0
+    flops = np.dot(res["bucket_fractions"], res["train_step_gflop_by_width"])
+    assert res["train_step_gflop_by_width"][0] < res["train_step_gflop_by_width"][1]
+    assert res["train_step_floor_ms_bucketed"] == pytest.approx(
+        1e3 * flops / res["matmul_peak_gflop_per_s"], rel=1e-9
+    )
+    assert res["train_step_utilisation_bucketed"] == pytest.approx(
+        res["train_step_floor_ms_bucketed"] / res["train_step_ms_bucketed"], rel=1e-9
+    )
     assert "train step, bucketed" in benchmark.format_table(res)
     # Two molecules plan into batches of 2 rows, shapes the widths already timed.
     widths, by_width = res["bucket_widths"], res["sample_step_ms_by_width"]
@@ -214,6 +271,10 @@ def test_bucketed_figures_are_the_weighted_widths():
         want * (config.sample.num_steps + 1) / 1e3, rel=1e-12
     )
     assert res["plan_compile_s"] == 0.0
+    want = res["sample_step_gflop_planned"] * 1e3 / res["matmul_peak_gflop_per_s"]
+    assert res["sample_step_floor_ms_planned"] == pytest.approx(want, rel=1e-9)
+    # The seed's two molecules plan into a batch narrower than the padded 29.
+    assert 0 < res["sample_step_gflop_planned"] < res["sample_step_gflop"]
     assert "denoising, planned" in benchmark.format_table(res)
 
 
@@ -227,13 +288,25 @@ def test_planned_sampling_times_each_batch_of_the_plan():
         return float(mask.size), 0.5
 
     sizes = np.arange(2, 30)  # as for a synthetic batch
-    res = benchmark._planned_sampling(config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms)
+    flop_masks = []
+
+    def fake_call_flops(mask):  # FLOPs proportional to the padded atoms
+        flop_masks.append(mask)
+        return 1e9 * mask.size
+
+    res = benchmark._planned_sampling(
+        config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms, fake_call_flops
+    )
     plan = res["sample_plan"]
     assert sum(rows for rows, _ in plan) >= 40 and {w for _, w in plan} <= {12, 20, 29}
     assert len(plan) >= 2  # sizes 2..29 do not fit one narrow batch
     assert res["sample_step_ms_planned"] == sum(rows * w for rows, w in plan)
     assert len(masks) == len({tuple(p) for p in plan})  # each shape timed once
     assert res["plan_compile_s"] == 0.5 * len(masks)
+    assert res["sample_step_gflop_planned"] == sum(rows * w for rows, w in plan)
+    assert len(flop_masks) == len(masks)  # each shape counted once
+    no_count = benchmark._planned_sampling(config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms)
+    assert no_count["sample_step_gflop_planned"] is None
     for mask in masks:
         sizes = mask.sum(1)
         assert np.all(sizes >= 2) and np.all(mask == (np.arange(mask.shape[1]) < sizes[:, None]))
