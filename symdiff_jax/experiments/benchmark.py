@@ -48,9 +48,9 @@ is timed at every width the way the samplers run it, inside one compiled samplin
 `scan_steps` steps (its time over its `scan_steps + 1` denoiser calls, the last one the
 final `p(x, h | z_0)`; median of `SCAN_RUNS` runs): `sample_step_ms_by_width`, their
 weighted mean `sample_step_ms_bucketed`, and `sample_run_s_bucketed` =
-`sample.num_steps + 1` such calls, the sampling time of `batch_size` molecules whose sizes follow the data
-within a large bucketed sampling run (e.g. an evaluation's 10,000). Each width is two
-more compilations (`bucket_compile_s`, their total). A run of exactly `batch_size`
+`sample.num_steps + 1` such calls, the sampling time of `batch_size` molecules whose
+sizes follow the data within a large bucketed sampling run (e.g. an evaluation's
+10,000). Each width is two more compilations (`bucket_compile_s`, their total). A run of exactly `batch_size`
 molecules is timed as the samplers plan it (`data.sampling_batches`): `batch_size` sizes
 drawn from the data, cut into `sample_plan` batches `[rows, width]`, each batch's
 denoising call timed the same way (shapes the widths already timed are reused; the
