@@ -50,14 +50,15 @@ final `p(x, h | z_0)`; median of `SCAN_RUNS` runs): `sample_step_ms_by_width`, t
 weighted mean `sample_step_ms_bucketed`, and `sample_run_s_bucketed` =
 `sample.num_steps + 1` such calls, the sampling time of `batch_size` molecules whose
 sizes follow the data within a large bucketed sampling run (e.g. an evaluation's
-10,000). Each width is two more compilations (`bucket_compile_s`, their total). A run of exactly `batch_size`
-molecules is timed as the samplers plan it (`data.sampling_batches`): `batch_size` sizes
-drawn from the data, cut into `sample_plan` batches `[rows, width]`, each batch's
-denoising call timed the same way (shapes the widths already timed are reused; the
-others are compiled too, `plan_compile_s`): `sample_step_ms_planned` is the sum over the
-plan's batches (`sample_step_gflop_planned` their FLOPs, `sample_step_floor_ms_planned`
-their time at the matmul peak) and `sample_run_s_planned` = `sample.num_steps + 1` of
-those, the figure to set against another code's sampling of that batch.
+10,000). Each width is two more compilations (`bucket_compile_s`, their total). A run of
+exactly `batch_size` molecules is timed as the samplers plan it
+(`data.sampling_batches`): `batch_size` sizes drawn from the data, cut into
+`sample_plan` batches `[rows, width]`, each batch's denoising call timed the same way
+(shapes the widths already timed are reused; the others are compiled too,
+`plan_compile_s`): `sample_step_ms_planned` is the sum over the plan's batches
+(`sample_step_gflop_planned` their FLOPs, `sample_step_floor_ms_planned` their time at
+the matmul peak) and `sample_run_s_planned` = `sample.num_steps + 1` of those, the
+figure to set against another code's sampling of that batch.
 
 The table goes to stdout; its last line is one JSON object with every figure.
 Sampling and the target run on the first device; the train step on a data mesh of
