@@ -635,14 +635,14 @@ def _planned_sampling(
 
     The molecules' sizes are drawn from `training_sizes`; `timed` maps `(rows, width)`
     shapes already timed to ms per call (filled in here); `call_ms(mask)` times another
-    shape; `call_flops(mask)`, if given, counts a shape's FLOPs per call
+    shape; `call_flops(mask)`, if given, counts a batch's FLOPs per call
     (`sample_step_gflop_planned`, the plan's total).
     """
     sizes = np.random.default_rng(seed).choice(training_sizes, size=batch_size)
     plan = sampling_batches(
         sizes, batch_size, bucket_sizes=widths, max_atoms=int(config.data.max_atoms)
     )
-    compile_s, step_ms, counted = 0.0, 0.0, {}
+    compile_s, step_ms, flops = 0.0, 0.0, []
     for rows, width in plan:
         shape = (len(rows), width)
         mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
@@ -650,9 +650,7 @@ def _planned_sampling(
             timed[shape], seconds = call_ms(mask)
             compile_s += seconds
         step_ms += timed[shape]
-        if call_flops is not None and shape not in counted:
-            counted[shape] = call_flops(mask)
-    flops = [counted.get((len(rows), width)) for rows, width in plan]
+        flops.append(None if call_flops is None else call_flops(mask))
     return {
         "sample_step_gflop_planned": None if None in flops else sum(flops) / 1e9,
         "sample_plan": [[len(rows), width] for rows, width in plan],

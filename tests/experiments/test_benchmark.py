@@ -304,7 +304,7 @@ def test_planned_sampling_times_each_batch_of_the_plan():
     assert len(masks) == len({tuple(p) for p in plan})  # each shape timed once
     assert res["plan_compile_s"] == 0.5 * len(masks)
     assert res["sample_step_gflop_planned"] == sum(rows * w for rows, w in plan)
-    assert len(flop_masks) == len(masks)  # each shape counted once
+    assert len(flop_masks) == len(plan)  # one count per batch of the plan
     no_count = benchmark._planned_sampling(config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms)
     assert no_count["sample_step_gflop_planned"] is None
     for mask in masks:
