@@ -19,7 +19,7 @@ Conventions (RDKit's, checked against `Chem.AssignStereochemistryFrom3D`):
   neighbours are taken in ascending atom index**; `chiral_tags_ascending` converts the tags
   of any RDKit Mol to that order (a tag changes sign under an odd permutation of the
   neighbours). Mols rebuilt from arrays by adding bonds in ascending `(i < j)` order (as
-  `symdiff_jax.data.conformers.as_rdkit_mol` does) already list every atom's neighbours in
+  `symdiff_jax.conformers.qm9_conformers.as_rdkit_mol` does) already list every atom's neighbours in
   ascending order, so their RDKit tags are ascending tags.
 - With neighbours `a, b, c` (the first three of that order) and centre `o`, the signed
   volume is `V = (x_a - x_o) . ((x_b - x_o) x (x_c - x_o))`; `V > 0` is CCW (+1) and

@@ -12,7 +12,7 @@ A conformer dataset (`ConformerData`, a dict of numpy arrays) holds molecules (g
 
 Sources:
   "qm9_conformers"  the QM9 molecules with their graph and DFT geometry
-                    (`symdiff_jax.data.conformers.load_qm9_conformers`): one reference
+                    (`symdiff_jax.conformers.qm9_conformers.load_qm9_conformers`): one reference
                     conformer per molecule, offline from the `qm9pack` wheel;
   "geom_qm9" / "geom_drugs"  GEOM's CREST ensembles from the safe SDF/npz cache that
                     `symdiff_jax.data.geom.convert_to_cache` writes once from the published
@@ -129,7 +129,7 @@ def _table_cache_file(cache_dir: Path, source: str, split: str, settings: dict) 
 
 
 def _qm9_mols(split: str, max_molecules: int | None, data_cfg) -> tuple[list, list, list]:
-    from symdiff_jax.data.conformers import as_rdkit_mol, load_qm9_conformers
+    from symdiff_jax.conformers.qm9_conformers import as_rdkit_mol, load_qm9_conformers
 
     data = load_qm9_conformers(
         "valid" if split == "val" else split,

@@ -17,8 +17,9 @@ the networks as edge inputs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from symdiff_jax.data.geom import HYBRIDISATIONS, graph_features
@@ -26,6 +27,7 @@ from symdiff_jax.groups.automorphisms import graph_automorphisms, heavy_atom_aut
 
 __all__ = [
     "AUTOMORPHISM_GROUPS",
+    "ConformerGraph",
     "NUM_BOND_TYPES",
     "atom_feature_names",
     "batch_automorphisms",
@@ -44,6 +46,13 @@ NUM_BOND_TYPES: int = 4
 _RING_SIZES = (3, 4, 5, 6, 7, 8)
 _CHARGES = (-1, 0, 1)
 _MAX_DEGREE = 4
+
+
+class ConformerGraph(NamedTuple):
+    """The condition of a conformer model: `atom_features [B, N, F]`, `bond_types [B, N, N]`."""
+
+    atom_features: jax.Array
+    bond_types: jax.Array
 
 
 def atom_feature_names(elements: Sequence[str]) -> list[str]:

@@ -25,10 +25,10 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax.conformers.graphs import ConformerGraph
 from symdiff_jax.conformers.prior import align_prior, gaussian_prior, harmonic_prior
 from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.groups import remove_com
-from symdiff_jax.models.conformer_nets import ConformerGraph
 from symdiff_jax.targets.conformer_target import (
     conformer_symmetrised_target,
     conformer_target_in_form,

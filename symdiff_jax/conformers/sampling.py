@@ -9,12 +9,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax.conformers.graphs import ConformerGraph
 from symdiff_jax.conformers.objectives import sample_prior
 from symdiff_jax.conformers.prior import gaussian_prior
 from symdiff_jax.diffusion.samplers import sample_ancestral, sample_x_given_z0
 from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.groups import remove_com
-from symdiff_jax.models.conformer_nets import ConformerGraph
 
 __all__ = ["sample_diffusion_conformers", "sample_flow_conformers"]
 

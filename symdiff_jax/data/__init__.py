@@ -10,7 +10,6 @@ from symdiff_jax.data.batching import (
     size_histogram,
     size_probabilities,
 )
-from symdiff_jax.data.conformers import as_rdkit_mol, load_qm9_conformers
 from symdiff_jax.data.drawing import draw_molecule_3d, molecule_grid_png
 from symdiff_jax.data.features import (
     ATOM_SYMBOLS,
@@ -61,12 +60,10 @@ from symdiff_jax.data.writers import (
 )
 
 __all__ = [
-    "as_rdkit_mol",
     "convert_to_cache",
     "graph_features",
     "load_cached",
     "load_geom_split",
-    "load_qm9_conformers",
     "load_test_mols",
     "GEOM_ATOM_TYPES",
     "GEOM_MAX_ATOMS",

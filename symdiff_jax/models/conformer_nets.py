@@ -17,13 +17,11 @@ index anywhere.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax.conformers.graphs import NUM_BOND_TYPES, bond_one_hot
+from symdiff_jax.conformers.graphs import NUM_BOND_TYPES, ConformerGraph, bond_one_hot
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.denoisers import SymDiffDenoiser
 from symdiff_jax.models.egnn import EGNN
@@ -36,13 +34,6 @@ __all__ = [
     "GraphEGNNNet",
     "GraphSymDiffNet",
 ]
-
-
-class ConformerGraph(NamedTuple):
-    """The condition of a conformer model: `atom_features [B, N, F]`, `bond_types [B, N, N]`."""
-
-    atom_features: Array
-    bond_types: Array
 
 
 class BondGraphEncoder(nnx.Module):

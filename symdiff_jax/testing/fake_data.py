@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax.numpy as jnp
 import numpy as np
 
+from symdiff_jax.data.features import featurise
 from symdiff_jax.data.geom_drugs import GEOM_ATOM_TYPES
+from symdiff_jax.groups import remove_com
 
 
 def write_fake_geom_drugs(
@@ -45,3 +48,33 @@ def write_fake_geom_drugs(
     perm = np.random.RandomState(seed + 1).permutation(conf_id).astype("int32")
     np.save(directory / "geom_permutation.npy", perm)
     return {"conformers": truth, "perm": perm, "table": table, "smiles": smiles}
+
+
+def random_molecule(seed: int, mask: np.ndarray):
+    """One random padded QM9-like molecule: CoM-free positions, scaled features, charges.
+
+    Args:
+      seed: numpy seed.
+      mask: `[N]` real atoms (padding may be interleaved).
+
+    Returns:
+      `(x [N, 3] float32, h [N, 6], charges [N] int32)`, zero on padded rows.
+    """
+    rng = np.random.default_rng(seed)
+    m = jnp.asarray(mask)
+    x = remove_com(jnp.asarray(rng.normal(size=(len(mask), 3)) * 1.3, jnp.float32) * m[:, None], m)
+    charges = jnp.asarray(rng.choice([1, 6, 7, 8, 9], size=len(mask)) * (mask > 0), jnp.int32)
+    return x, featurise(charges, m), charges
+
+
+def random_molecule_batch(seeds, masks) -> dict:
+    """A `batch_iterator`-style batch of `random_molecule`s, one per (seed, mask) pair."""
+    xs, hs, qs = zip(
+        *(random_molecule(s, m) for s, m in zip(seeds, masks, strict=True)), strict=True
+    )
+    return {
+        "positions": jnp.stack(xs),
+        "h": jnp.stack(hs),
+        "charges": jnp.stack(qs),
+        "mask": jnp.asarray(np.stack(masks)),
+    }

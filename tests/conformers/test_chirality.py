@@ -66,7 +66,7 @@ def test_signed_volumes_match_numpy_determinant(x64):
 def test_qm9_stereocentres_agree_with_rdkit_assignment_from_3d():
     """RDKit tags on rebuilt QM9 molecules (bonds added in ascending order) = our volumes."""
     pytest.importorskip("qm9pack", reason="qm9_conformers needs the qm9pack wheel")
-    from symdiff_jax.data.conformers import as_rdkit_mol, load_qm9_conformers
+    from symdiff_jax.conformers.qm9_conformers import as_rdkit_mol, load_qm9_conformers
 
     data = load_qm9_conformers("test", max_molecules=300)
     checked = 0

@@ -173,7 +173,7 @@ def test_argument_errors():
 @pytest.fixture(scope="module")
 def qm9_three():
     pytest.importorskip("qm9pack", reason="qm9_conformers needs the qm9pack wheel")
-    from symdiff_jax.data.conformers import as_rdkit_mol, load_qm9_conformers
+    from symdiff_jax.conformers.qm9_conformers import as_rdkit_mol, load_qm9_conformers
 
     try:
         data = load_qm9_conformers("test", max_molecules=20)

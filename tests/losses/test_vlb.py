@@ -6,7 +6,7 @@ import pytest
 from scipy import stats
 
 from symdiff_jax.diffusion import polynomial_schedule
-from symdiff_jax.diffusion.vlb import (
+from symdiff_jax.losses.vlb import (
     diffusion_weight,
     kl_prior,
     log_constants_x_given_z0,

@@ -9,8 +9,8 @@ from rdkit.Chem import rdDetermineBonds
 
 pytest.importorskip("qm9pack")
 
-from symdiff_jax.data import conformers  # noqa: E402
-from symdiff_jax.data.conformers import (  # noqa: E402
+from symdiff_jax.conformers import qm9_conformers as conformers  # noqa: E402
+from symdiff_jax.conformers.qm9_conformers import (  # noqa: E402
     SKIP_REASONS,
     as_rdkit_mol,
     bond_orders,
