@@ -39,3 +39,14 @@ def check_rotation(R, dim: int, name: str = "R"):
             f"{name} must have shape [..., {dim}, {dim}] to act on points of "
             f"dimension {dim}; got shape {shape}."
         )
+
+
+def default_mask(x, mask):
+    """`mask [..., N]` checked against `x [..., N, d]`, or all ones in `x`'s dtype when None.
+
+    The mask is returned as given (no cast); padded rows are where it is 0.
+    """
+    if mask is None:
+        return jnp.ones(jnp.shape(x)[:-1], x.dtype)
+    check_mask(x, mask)
+    return mask

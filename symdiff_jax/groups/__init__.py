@@ -26,6 +26,7 @@ from symdiff_jax.groups.automorphisms import (
     molecule_graph,
     pad_permutations,
 )
+from symdiff_jax.groups.names import GROUP_DIMS, check_group_dimension, check_group_name
 from symdiff_jax.groups.haar import (
     haar_o2,
     haar_o3,
@@ -38,6 +39,9 @@ from symdiff_jax.groups.haar import (
 )
 
 __all__ = [
+    "GROUP_DIMS",
+    "check_group_dimension",
+    "check_group_name",
     "automorphisms_from_adjacency",
     "graph_automorphisms",
     "heavy_atom_automorphisms",

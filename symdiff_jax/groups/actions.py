@@ -13,14 +13,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import check_mask, check_points, check_rotation
+from symdiff_jax._validation import check_points, check_rotation, default_mask
 
 
 def _mask_or_ones(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return jnp.ones(x.shape[:-1], x.dtype)
-    check_mask(x, mask)
-    return mask.astype(x.dtype)
+    return default_mask(x, mask).astype(x.dtype)
 
 
 def rotate(x: jax.Array, R: jax.Array) -> jax.Array:

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax.groups.names import check_group_name
+
 
 def _sign_fixed_qr(a: jax.Array) -> jax.Array:
     """Q diag(sign(diag R)) for A = QR (Mezzadri 2006, eq. 5.1); sign(0) := +1."""
@@ -94,7 +96,6 @@ def haar_so2(key: jax.Array, shape: Sequence[int] = (), dtype=None) -> jax.Array
 
 def sample_group(key: jax.Array, group: str, shape: Sequence[int] = (), dtype=None) -> jax.Array:
     """Haar samples of a named compact group: "O3", "SO3", "O2", "SO2"."""
+    check_group_name(group)
     samplers = {"O3": haar_o3, "SO3": haar_so3, "O2": haar_o2, "SO2": haar_so2}
-    if group not in samplers:
-        raise ValueError(f"Unknown group {group!r}; expected one of {sorted(samplers)}.")
     return samplers[group](key, shape, dtype)

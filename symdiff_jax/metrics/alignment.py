@@ -20,16 +20,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax._validation import check_points, default_mask
 
 _MAX_DEFAULT_PERMUTATIONS = 5040  # 7!: beyond this, pass the permutations explicitly.
 
 
 def _mask_or_ones(x: jax.Array, mask: jax.Array | None) -> jax.Array:
-    if mask is None:
-        return jnp.ones(x.shape[:-1], x.dtype)
-    check_mask(x, mask)
-    return jnp.broadcast_to(mask.astype(x.dtype), x.shape[:-1])
+    return jnp.broadcast_to(default_mask(x, mask).astype(x.dtype), x.shape[:-1])
 
 
 def _centre(x: jax.Array, m: jax.Array) -> jax.Array:

@@ -27,9 +27,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding, TimestepEmbedding
+from symdiff_jax.models.layers import mixed_precision, time_vector, xavier_linear
 from symdiff_jax.models.mlp import dense_tokens
 
 Array = jax.Array
@@ -38,51 +39,6 @@ LAYER_NORM_EPS = 1e-6
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def count_params(module: nnx.Module) -> int:
-    """Number of scalar parameters (`nnx.Param`) of a module.
-
-    Works on concrete modules and on abstract ones from `nnx.eval_shape` (no memory
-    is allocated for those). Parameters shared between submodules are counted once.
-    """
-    leaves = jax.tree_util.tree_leaves(nnx.state(module, nnx.Param))
-    return int(sum(math.prod(leaf.shape) for leaf in leaves))
-
-
-def param_breakdown(module: nnx.Module) -> dict[str, int]:
-    """Parameter counts of the direct submodules of `module`, by attribute name.
-
-    Shared submodules appear under every name that holds them; `count_params`
-    of the parent counts them once.
-    """
-    counts = {}
-    for name, value in vars(module).items():
-        if isinstance(value, nnx.Module):
-            counts[name] = count_params(value)
-        elif isinstance(value, nnx.Param):
-            counts[name] = math.prod(value.shape)
-    return counts
-
-
-def _time_vector(t, batch: int, dtype) -> Array:
-    t = jnp.asarray(t, dtype)
-    if t.ndim == 2 and t.shape[-1] == 1:
-        t = t[:, 0]
-    if t.ndim == 0:
-        t = jnp.broadcast_to(t, (batch,))
-    if t.shape != (batch,):
-        raise ValueError(
-            f"t must be a scalar or have shape [B] = ({batch},) (or [B, 1]); got shape {t.shape}."
-        )
-    return t
-
-
-def _default_mask(x: Array, mask: Array | None) -> Array:
-    if mask is None:
-        return jnp.ones(x.shape[:-1], x.dtype)
-    check_mask(x, mask)
-    return mask
 
 
 def layer_norm(x: Array, eps: float = LAYER_NORM_EPS) -> Array:
@@ -129,27 +85,6 @@ def _materialise_gradient_jvp(primals, tangents):
     return x, jax.lax.cond(keep, lambda u: u, lambda u: u * 1, t)
 
 
-def _xavier_linear(in_features, out_features, rngs, param_dtype, *, zero=False, dtype=None):
-    init = nnx.initializers.zeros_init() if zero else nnx.initializers.xavier_uniform()
-    return nnx.Linear(
-        in_features,
-        out_features,
-        kernel_init=init,
-        bias_init=nnx.initializers.zeros_init(),
-        param_dtype=param_dtype,
-        rngs=rngs,
-        **_mixed_precision(dtype, param_dtype),
-    )
-
-
-def _mixed_precision(dtype, param_dtype) -> dict:
-    """`nnx.Linear` options for matmuls in `dtype` (inputs and weights cast) that
-    accumulate and return `param_dtype`; none when `dtype` is None (full precision)."""
-    if dtype is None:
-        return {}
-    return {"dtype": dtype, "preferred_element_type": param_dtype}
-
-
 # ----------------------------------------------------------------------------- layers
 
 
@@ -171,8 +106,8 @@ class Attention(nnx.Module):
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.dtype = dtype
-        self.qkv = _xavier_linear(dim, 3 * dim, rngs, param_dtype, dtype=dtype)
-        self.proj = _xavier_linear(dim, dim, rngs, param_dtype, dtype=dtype)
+        self.qkv = xavier_linear(dim, 3 * dim, rngs, param_dtype, dtype=dtype)
+        self.proj = xavier_linear(dim, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array, mask: Array) -> Array:
         """`x [B, N, D]`, `mask [B, N]` -> `[B, N, D]`."""
@@ -250,9 +185,9 @@ class SwiGLU(nnx.Module):
             bias_init=_swiglu_fc1_bias,
             param_dtype=param_dtype,
             rngs=rngs,
-            **_mixed_precision(dtype, param_dtype),
+            **mixed_precision(dtype, param_dtype),
         )
-        self.fc2 = _xavier_linear(hidden_features // 2, dim, rngs, param_dtype, dtype=dtype)
+        self.fc2 = xavier_linear(hidden_features // 2, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array) -> Array:
         a, b = jnp.split(dense_tokens(self.fc1, x), 2, axis=-1)
@@ -271,8 +206,8 @@ class GeluMLP(nnx.Module):
         param_dtype=jnp.float32,
         dtype=None,
     ):
-        self.fc1 = _xavier_linear(dim, hidden_features, rngs, param_dtype, dtype=dtype)
-        self.fc2 = _xavier_linear(hidden_features, dim, rngs, param_dtype, dtype=dtype)
+        self.fc1 = xavier_linear(dim, hidden_features, rngs, param_dtype, dtype=dtype)
+        self.fc2 = xavier_linear(hidden_features, dim, rngs, param_dtype, dtype=dtype)
 
     def __call__(self, x: Array) -> Array:
         return dense_tokens(self.fc2, jax.nn.gelu(dense_tokens(self.fc1, x), approximate=True))
@@ -316,7 +251,7 @@ class DiTBlock(nnx.Module):
         kw = dict(rngs=rngs, param_dtype=param_dtype, dtype=dtype)
         self.attn = Attention(hidden, num_heads, **kw)
         self.mlp = _MLPS[mlp](hidden, int(hidden * mlp_ratio), **kw)
-        self.adaln = _xavier_linear(hidden, 6 * hidden, rngs, param_dtype, zero=True, dtype=dtype)
+        self.adaln = xavier_linear(hidden, 6 * hidden, rngs, param_dtype, zero=True, dtype=dtype)
 
     def __call__(self, z: Array, c: Array, mask: Array) -> Array:
         """`z [B, N, D]`, `c [B, D]`, `mask [B, N]` -> `[B, N, D]`."""
@@ -339,8 +274,8 @@ class FinalLayer(nnx.Module):
         dtype=None,
     ):
         kw = dict(zero=True, dtype=dtype)
-        self.adaln = _xavier_linear(hidden, 2 * hidden, rngs, param_dtype, **kw)
-        self.linear = _xavier_linear(hidden, out_features, rngs, param_dtype, **kw)
+        self.adaln = xavier_linear(hidden, 2 * hidden, rngs, param_dtype, **kw)
+        self.linear = xavier_linear(hidden, out_features, rngs, param_dtype, **kw)
 
     def __call__(self, z: Array, c: Array) -> Array:
         shift, scale = jnp.split(self.adaln(jax.nn.silu(c)), 2, axis=-1)
@@ -387,7 +322,7 @@ class DiTBackbone(nnx.Module):
             raise ValueError(f"depth must be >= 0; got {depth}.")
         self.hidden = hidden
         self.input = (
-            None if in_features is None else _xavier_linear(in_features, hidden, rngs, param_dtype)
+            None if in_features is None else xavier_linear(in_features, hidden, rngs, param_dtype)
         )
         self.time_embedding = TimestepEmbedding(
             hidden, time_scale=time_scale, rngs=rngs, param_dtype=param_dtype
@@ -492,7 +427,7 @@ class DiT(nnx.Module):
         self.distance_embedding = GaussianDistanceEmbedding(
             num_gaussians, dist_embed, rngs=rngs, param_dtype=param_dtype
         )
-        self.input_embedding = _xavier_linear(n_dims + num_features, node_embed, rngs, param_dtype)
+        self.input_embedding = xavier_linear(n_dims + num_features, node_embed, rngs, param_dtype)
         self.backbone = DiTBackbone(
             hidden,
             depth,
@@ -513,7 +448,7 @@ class DiT(nnx.Module):
                 f"h must have shape [B, N, F] = {(*x.shape[:-1], self.num_features)} to match "
                 f"x {x.shape} and num_features={self.num_features}; got {h.shape}."
             )
-        return _default_mask(x, mask)
+        return default_mask(x, mask)
 
     def _tokens(self, x: Array, h: Array, mask: Array, distance_features: Array | None) -> Array:
         m = (mask > 0)[..., None]
@@ -549,7 +484,7 @@ class DiT(nnx.Module):
         Args: as `__call__`.
         """
         mask = self._check(x, h, mask)
-        t = _time_vector(t, x.shape[0], x.dtype)
+        t = time_vector(t, x.shape[0], x.dtype)
         tokens = self._tokens(x, h, mask, distance_features)
         z = self.backbone(tokens, t, mask, use_final_layer=False)
         return jnp.where((mask > 0)[..., None], z, 0.0)
@@ -580,7 +515,7 @@ class DiT(nnx.Module):
           atoms; both are zero on padded rows.
         """
         mask = self._check(x, h, mask)
-        t = _time_vector(t, x.shape[0], x.dtype)
+        t = time_vector(t, x.shape[0], x.dtype)
         out = self.backbone(self._tokens(x, h, mask, distance_features), t, mask)
         out = jnp.where((mask > 0)[..., None], out, 0.0)
         eps_x = remove_com(out[..., : self.n_dims], mask)

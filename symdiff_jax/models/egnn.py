@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.models.mlp import dense_tokens
 
 _AGGREGATIONS = ("sum", "mean")
@@ -353,9 +353,7 @@ class EGNN(nnx.Module):
                 f"h must have shape {x.shape[:2] + (self.in_features,)} to match x of shape "
                 f"{x.shape} and in_features={self.in_features}; got shape {h.shape}."
             )
-        if mask is None:
-            mask = jnp.ones(x.shape[:2], x.dtype)
-        check_mask(x, mask)
+        mask = default_mask(x, mask)
         dtype = jnp.result_type(x.dtype, h.dtype)
         x, h = x.astype(dtype), h.astype(dtype)
         node_mask = mask.astype(dtype)[..., None]

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_mask, check_points
+from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.models.mlp import dense_tokens
 
 Array = jax.Array
@@ -153,9 +153,7 @@ class GaussianDistanceEmbedding(nnx.Module):
           `[..., N, features]`, zero on padded rows.
         """
         check_points(x)
-        if mask is None:
-            mask = jnp.ones(x.shape[:-1], x.dtype)
-        check_mask(x, mask)
+        mask = default_mask(x, mask)
         m = mask.astype(x.dtype)
         x = jnp.where(m[..., None] > 0, x, 0.0)
         # The mean over j commutes with W_D: embed the K averaged basis values once.

@@ -27,10 +27,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_points
+from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.groups import remove_com
-from symdiff_jax.models.dit import DiTBackbone, _default_mask, _time_vector, _xavier_linear
+from symdiff_jax.models.dit import DiTBackbone
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding
+from symdiff_jax.models.layers import time_vector, xavier_linear
 from symdiff_jax.symmetrise.actions import get_positions
 
 
@@ -99,8 +100,8 @@ class GammaNet(nnx.Module):
             param_dtype=param_dtype,
             dtype=dtype,
         )
-        self.decoder1 = _xavier_linear(hidden, decoder_hidden, rngs, param_dtype)
-        self.decoder2 = _xavier_linear(decoder_hidden, n_dims * n_dims, rngs, param_dtype)
+        self.decoder1 = xavier_linear(hidden, decoder_hidden, rngs, param_dtype)
+        self.decoder2 = xavier_linear(decoder_hidden, n_dims * n_dims, rngs, param_dtype)
 
     def __call__(
         self,
@@ -129,7 +130,7 @@ class GammaNet(nnx.Module):
         """
         x = get_positions(x)
         check_points(x, dims=(self.n_dims,), min_ndim=3)
-        mask = _default_mask(x, mask)
+        mask = default_mask(x, mask)
         if eta.shape != x.shape[:-1] + (self.noise_dims,):
             raise ValueError(
                 f"eta must have shape [B, N, noise_dims] = {x.shape[:-1] + (self.noise_dims,)}; "
@@ -142,7 +143,7 @@ class GammaNet(nnx.Module):
             distance_features = self.distance_embedding(x, mask)
         tokens = jnp.concatenate([x, eta, distance_features], axis=-1)
         tokens = jnp.where(m, tokens, 0.0)
-        t = _time_vector(t, x.shape[0], x.dtype)
+        t = time_vector(t, x.shape[0], x.dtype)
         z = self.backbone(tokens, t, mask)
         z = jnp.where(m, z, 0.0)
         count = jnp.maximum(jnp.sum(mask.astype(z.dtype), axis=-1, keepdims=True), 1.0)

@@ -14,22 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from symdiff_jax.groups import com_free_normal, qr_to_orthogonal, sample_group
+from symdiff_jax.groups.names import check_group_dimension, check_group_name
 from symdiff_jax.symmetrise.actions import get_positions, rotate_positions, transpose_rotation
-
-_GROUP_DIMS = {"O3": 3, "SO3": 3, "O2": 2, "SO2": 2}
-
-
-def _check_group(group: str, x: jax.Array) -> int:
-    if group not in _GROUP_DIMS:
-        raise ValueError(f"Unknown group {group!r}; expected one of {sorted(_GROUP_DIMS)}.")
-    dim = _GROUP_DIMS[group]
-    if jnp.ndim(x) < 2 or jnp.shape(x)[-1] != dim:
-        raise ValueError(
-            f"group {group!r} acts on points of dimension {dim}, so the positions must have "
-            f"shape [..., N, {dim}]; got shape {jnp.shape(x)}."
-        )
-    return dim
-
 
 def _float_dtype(x: jax.Array):
     dtype = jnp.result_type(x)
@@ -52,13 +38,12 @@ def haar_gamma(group: str = "O3") -> Callable[..., jax.Array]:
       leading (batch) index of the positions `x [..., N, d]` (taken from a state
       as in `rotate_positions`), in `x`'s float dtype. Extra arguments are ignored.
     """
-    if group not in _GROUP_DIMS:
-        raise ValueError(f"Unknown group {group!r}; expected one of {sorted(_GROUP_DIMS)}.")
+    check_group_name(group)
 
     def gamma(key: jax.Array, x: Any, *args: Any, **kwargs: Any) -> jax.Array:
         del args, kwargs
         positions = get_positions(x)
-        _check_group(group, positions)
+        check_group_dimension(group, jnp.shape(positions))
         return sample_group(key, group, jnp.shape(positions)[:-2], _float_dtype(positions))
 
     return gamma
@@ -96,15 +81,14 @@ def recursive_gamma(
       to `f`; a keyword `mask [..., N]` also puts `eta` on the CoM-free subspace
       of the real atoms (zero on padded rows).
     """
-    if group not in _GROUP_DIMS:
-        raise ValueError(f"Unknown group {group!r}; expected one of {sorted(_GROUP_DIMS)}.")
+    check_group_name(group)
     if int(noise_dim) < 0:
         raise ValueError(f"noise_dim must be >= 0; got {noise_dim}.")
     special = group.startswith("SO")
 
     def gamma(key: jax.Array, x: Any, *args: Any, **kwargs: Any) -> jax.Array:
         positions = get_positions(x)
-        dim = _check_group(group, positions)
+        dim = check_group_dimension(group, jnp.shape(positions))
         dtype = _float_dtype(positions)
         key_haar, key_noise = jax.random.split(key)
         r0 = sample_group(key_haar, group, jnp.shape(positions)[:-2], dtype)

@@ -18,8 +18,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-GROUP_NAMES = ("O3", "SO3", "O2", "SO2", "trivial")
-_DIMS = {"O3": 3, "SO3": 3, "O2": 2, "SO2": 2}
+from symdiff_jax.groups.names import GROUP_DIMS
+
+GROUP_NAMES = (*GROUP_DIMS, "trivial")
 
 
 class GroupSpec(NamedTuple):
@@ -50,9 +51,9 @@ def parse_group(group, dim: int, dtype) -> GroupSpec:
                 f"Unknown group {group!r}; expected one of {list(GROUP_NAMES)} or a finite "
                 "group given as matrices of shape [K, d, d]."
             )
-        if group in _DIMS and _DIMS[group] != dim:
+        if group in GROUP_DIMS and GROUP_DIMS[group] != dim:
             raise ValueError(
-                f"Group {group!r} acts on {_DIMS[group]}-dimensional points but the data "
+                f"Group {group!r} acts on {GROUP_DIMS[group]}-dimensional points but the data "
                 f"has dimension d = {dim} (last axis of x_t and x0). Pick a group of "
                 "matching dimension: 'O3'/'SO3' for d = 3, 'O2'/'SO2' for d = 2, 'trivial' "
                 "or matrices [K, d, d] for any d."

@@ -31,10 +31,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from symdiff_jax.groups import SNxO, permute, random_permutation, sample_group
+from symdiff_jax.groups.names import check_group_dimension, check_group_name
 from symdiff_jax.symmetrise.actions import get_positions, rotate_positions
 from symdiff_jax.testing.two_sample import energy_test
-
-_GROUP_DIMS = {"O3": 3, "SO3": 3, "O2": 2, "SO2": 2}
 
 Action = Callable[[SNxO, Any], Any]
 
@@ -75,11 +74,8 @@ def act_on_rotation(g: SNxO, rotation: jax.Array) -> jax.Array:
 
 
 def _check_group(group: str | None) -> None:
-    if group is not None and group not in _GROUP_DIMS:
-        raise ValueError(
-            f"Unknown group {group!r}; expected one of {sorted(_GROUP_DIMS)} or None "
-            "(permutations only)."
-        )
+    if group is not None:
+        check_group_name(group, "or None (permutations only)")
 
 
 def _seed_from_key(key: jax.Array) -> int:
@@ -187,11 +183,8 @@ def _input_geometry(value: Any, group: str | None):
         raise ValueError(
             f"the input acted on must hold positions [..., N, d]; got shape {positions.shape}."
         )
-    if group is not None and positions.shape[-1] != _GROUP_DIMS[group]:
-        raise ValueError(
-            f"group {group!r} acts on points of dimension {_GROUP_DIMS[group]}; the positions "
-            f"have shape {positions.shape}."
-        )
+    if group is not None:
+        check_group_dimension(group, positions.shape)
     dtype = positions.dtype if jnp.issubdtype(positions.dtype, jnp.floating) else None
     return positions.shape[-2], positions.shape[-1], dtype
 

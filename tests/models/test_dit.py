@@ -21,10 +21,8 @@ from symdiff_jax.models.dit import (
     DiT,
     DiTBlock,
     SwiGLU,
-    count_params,
     layer_norm,
     materialise_gradient,
-    param_breakdown,
 )
 from symdiff_jax.models.embeddings import (
     GaussianDistanceEmbedding,
@@ -33,6 +31,7 @@ from symdiff_jax.models.embeddings import (
     timestep_embedding,
 )
 from symdiff_jax.models.mlp import dense_tokens
+from symdiff_jax.models.parameters import count_params, param_breakdown
 from symdiff_jax.testing import assert_equivariant, randomise_parameters
 from symdiff_jax.testing.equivariance import act_on_atom_features
 

@@ -12,8 +12,9 @@ import pytest
 from flax import nnx
 
 from symdiff_jax.groups import com_free_normal, qr_to_orthogonal
-from symdiff_jax.models.dit import DiT, count_params
+from symdiff_jax.models.dit import DiT
 from symdiff_jax.models.gamma_net import GammaNet
+from symdiff_jax.models.parameters import count_params
 from symdiff_jax.symmetrise import recursive_gamma
 from symdiff_jax.testing import (
     assert_equivariant,
