@@ -32,7 +32,8 @@ import numpy as np
 
 from symdiff_jax.conformers.graphs import batch_automorphisms, molecule_arrays, stack_molecules
 from symdiff_jax.data.geom import GEOM_DRUGS_ELEMENTS, GEOM_QM9_ELEMENTS
-from symdiff_jax.data.qm9 import _read_npz, _write_npz_atomic, default_cache_dir
+from symdiff_jax.data.atomic import read_npz, write_npz_atomic
+from symdiff_jax.data.qm9 import default_cache_dir
 
 __all__ = [
     "SOURCES",
@@ -49,7 +50,7 @@ SOURCES: tuple[str, ...] = ("qm9_conformers", "geom_qm9", "geom_drugs")
 TABLE_FORMAT = 2
 #: Automorphisms stored per molecule; a batch keeps the first `max_automorphisms` of them.
 TABLE_AUTOMORPHISM_CAP = 1024
-_ELEMENTS = {
+SOURCE_ELEMENTS = {
     "qm9_conformers": GEOM_QM9_ELEMENTS,
     "geom_qm9": GEOM_QM9_ELEMENTS,
     "geom_drugs": GEOM_DRUGS_ELEMENTS,
@@ -237,7 +238,7 @@ def load_conformer_data(data_cfg, split: str, *, progress: bool = False) -> dict
     cache_file = _table_cache_file(cache_dir.expanduser(), source, split, settings)
     if cache_file.exists():
         try:
-            table = _read_npz(cache_file)
+            table = read_npz(cache_file)
             if int(table.pop("table_format", -1)) == TABLE_FORMAT:
                 return table
         except (OSError, ValueError, EOFError):
@@ -255,14 +256,14 @@ def load_conformer_data(data_cfg, split: str, *, progress: bool = False) -> dict
         mols,
         positions,
         weights,
-        elements=_ELEMENTS[source],
+        elements=SOURCE_ELEMENTS[source],
         max_atoms=int(data_cfg.max_atoms),
         automorphism_group=data_cfg.automorphism_group,
         max_automorphisms=TABLE_AUTOMORPHISM_CAP,
         smiles=smiles,
         progress=progress,
     )
-    _write_npz_atomic(cache_file, {**table, "table_format": np.array(TABLE_FORMAT)})
+    write_npz_atomic(cache_file, {**table, "table_format": np.array(TABLE_FORMAT)})
     return table
 
 

@@ -44,9 +44,7 @@ import numpy as np
 from symdiff_jax.data.geom import BOND_ORDERS, HYBRIDISATIONS
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
-    _qm9pack_version,
-    _read_npz,
-    _write_npz_atomic,
+    qm9pack_version,
     default_cache_dir,
     load_qm9,
 )
@@ -293,7 +291,7 @@ def load_qm9_conformers(
         else default_cache_dir() / "conformers"
     )
     source_key = (
-        f"qm9pack-{_qm9pack_version()}"
+        f"qm9pack-{qm9pack_version()}"
         if qm9_source is None
         else "src-" + Path(qm9_source).expanduser().resolve().name
     )
@@ -304,7 +302,7 @@ def load_qm9_conformers(
     for f in files:
         if f.exists():
             try:
-                data = _read_npz(f)
+                data = read_npz(f)
             except (OSError, ValueError, EOFError):
                 continue
             if int(data.pop("cache_format", -1)) != CACHE_FORMAT:
@@ -319,7 +317,7 @@ def load_qm9_conformers(
     total = len(qm9["index"])
     count = total if max_molecules is None else min(int(max_molecules), total)
     data = _build(qm9, np.arange(count), progress)
-    _write_npz_atomic(files[-1], {**data, "cache_format": np.array(CACHE_FORMAT)})
+    write_npz_atomic(files[-1], {**data, "cache_format": np.array(CACHE_FORMAT)})
     return _finish(data)
 
 

@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from symdiff_jax.data.writers import _atomic_write, molecules_to_rdkit
+from symdiff_jax.data.atomic import atomic_write
+from symdiff_jax.data.writers import molecules_to_rdkit
 from symdiff_jax.metrics.bond_tables import ELEMENT_SYMBOLS
-from symdiff_jax.metrics.stability import _bond_orders_checked, as_molecule_batch
+from symdiff_jax.metrics.stability import bond_orders_checked, as_molecule_batch
 
 #: Atom colours by atomic number (Jmol's CPK scheme; carbon darker so it shows on white).
 ELEMENT_COLORS: dict[int, str] = {
@@ -90,7 +91,7 @@ def draw_molecule_3d(
     pts = xb[0, keep].astype(np.float64)
     z = zb[0, keep]
     if bonds and len(keep) > 1:
-        orders = _bond_orders_checked(xb, zb, mb, False)[0][np.ix_(keep, keep)]
+        orders = bond_orders_checked(xb, zb, mb, False)[0][np.ix_(keep, keep)]
         for i, j in zip(*np.nonzero(np.triu(orders, 1)), strict=True):
             seg = pts[[i, j]]
             ax.plot(
@@ -166,16 +167,16 @@ def _grid_3d(path, x, z, m, rows, cols, panel_size, title) -> str:
     def write(tmp: str) -> None:
         fig.savefig(tmp, format="png", dpi=dpi)
 
-    return _atomic_write(path, write, ".png")
+    return atomic_write(path, write, ".png")
 
 
 def _grid_2d(path, x, z, m, rows, cols, panel_size, title) -> str:
     from rdkit import Chem
     from rdkit.Chem import Draw
 
-    from symdiff_jax.metrics.rdkit_metrics import _quiet_rdkit
+    from symdiff_jax.metrics.rdkit_metrics import quiet_rdkit
 
-    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    _blocker = quiet_rdkit()  # noqa: F841 - active until it goes out of scope
     mols, legends = [], []
     for b, mol in enumerate(molecules_to_rdkit(x, z, m)):
         if mol.GetBoolProp("sanitized") and mol.GetNumAtoms():
@@ -224,7 +225,7 @@ def _grid_2d(path, x, z, m, rows, cols, panel_size, title) -> str:
         else:  # a PIL image (older RDKit ignores returnPNG outside notebooks)
             data.save(tmp, format="PNG")
 
-    return _atomic_write(path, write, ".png")
+    return atomic_write(path, write, ".png")
 
 
 def molecule_grid_png(

@@ -30,26 +30,27 @@ CHARGE_SCALE: float = 10.0
 NUM_FEATURES: int = len(ATOM_TYPES) + 1
 
 
-def _xp(*arrays):
+def array_module(*arrays):
+    """`jax.numpy` if any of `arrays` is a JAX array, else `numpy` (keeps host data on host)."""
     return jnp if any(isinstance(a, jax.Array) for a in arrays) else np
 
 
 def atom_mask(num_atoms: Any, max_atoms: int) -> Any:
     """`[M, max_atoms]` float32 mask with ones on the first `num_atoms[m]` slots."""
-    xp = _xp(num_atoms)
+    xp = array_module(num_atoms)
     n = xp.asarray(num_atoms)
     return (xp.arange(max_atoms) < n[..., None]).astype(xp.float32)
 
 
 def mask_from_charges(charges: Any) -> Any:
     """`[..., N]` float32 mask: 1 where the atomic number is positive (0 marks padding)."""
-    xp = _xp(charges)
+    xp = array_module(charges)
     return (xp.asarray(charges) > 0).astype(xp.float32)
 
 
 def edge_mask(mask: Any) -> Any:
     """`[..., N, N]` mask of ordered pairs of distinct real atoms (no self-pairs)."""
-    xp = _xp(mask)
+    xp = array_module(mask)
     m = xp.asarray(mask)
     n = m.shape[-1]
     return m[..., :, None] * m[..., None, :] * (1 - xp.eye(n, dtype=m.dtype))
@@ -61,7 +62,7 @@ def one_hot(charges: Any, mask: Any = None) -> Any:
     Atoms of other elements and padded atoms get a zero row; `mask` (optional) zeroes
     further rows. Validate elements at load time (`load_qm9` does).
     """
-    xp = _xp(charges, mask)
+    xp = array_module(charges, mask)
     z = xp.asarray(charges)
     oh = (z[..., None] == xp.asarray(ATOM_TYPES)).astype(xp.float32)
     if mask is not None:
@@ -81,7 +82,7 @@ def featurise(charges: Any, mask: Any = None, *, scaled: bool = True) -> Any:
     Returns:
       float32 `[..., N, 6]`, zero on padded atoms; numpy for numpy inputs, JAX for JAX.
     """
-    xp = _xp(charges, mask)
+    xp = array_module(charges, mask)
     z = xp.asarray(charges)
     m = mask_from_charges(z) if mask is None else xp.asarray(mask, dtype=xp.float32)
     oh = one_hot(z, m)
@@ -97,7 +98,7 @@ def atomic_numbers_from_features(h: Any, mask: Any = None) -> Any:
     Takes the argmax of the five one-hot channels (so it works for scaled, raw and noisy
     model outputs) and maps it to (1, 6, 7, 8, 9); padded atoms (mask 0) get 0.
     """
-    xp = _xp(h, mask)
+    xp = array_module(h, mask)
     h = xp.asarray(h)
     z = xp.asarray(ATOM_TYPES, dtype=xp.int32)[xp.argmax(h[..., : len(ATOM_TYPES)], axis=-1)]
     if mask is not None:

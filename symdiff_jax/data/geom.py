@@ -50,7 +50,6 @@ from __future__ import annotations
 import csv
 import os
 import pickle
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -58,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
 from symdiff_jax.data.features import edge_mask as _edge_mask
 
 __all__ = [
@@ -629,19 +629,6 @@ def split_conformers(mol: Any) -> list:
 # Safe cache: SDF + npz index
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _write_records(
     records: Sequence[dict[str, Any]], skipped: dict[str, int], base: Path, extra=None
 ) -> None:
@@ -681,7 +668,7 @@ def _write_records(
         finally:
             writer.close()
 
-    _atomic_write(base.with_suffix(".sdf"), write_sdf)
+    atomic_write(base.with_suffix(".sdf"), write_sdf)
     counts = np.array(num_confs, np.int64)
     reasons = sorted(kept)
     index = {
@@ -700,12 +687,7 @@ def _write_records(
     }
     if extra:
         index.update(extra)
-
-    def write_npz(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **index)
-
-    _atomic_write(base.with_suffix(".npz"), write_npz)
+    write_npz_atomic(base.with_suffix(".npz"), index)
 
 
 def convert_to_cache(

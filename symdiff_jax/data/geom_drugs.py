@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff_jax.data.features import CHARGE_SCALE, ONE_HOT_SCALE, _xp
+from symdiff_jax.data.features import CHARGE_SCALE, ONE_HOT_SCALE, array_module
 
 #: Atomic numbers of the GEOM-Drugs atom types (with hydrogens), in one-hot order (EDM).
 GEOM_ATOM_TYPES: tuple[int, ...] = (1, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 33, 35, 53, 80, 83)
@@ -373,7 +373,7 @@ def geom_one_hot(charges: Any, mask: Any = None) -> Any:
 
     Padded atoms and elements outside the list get a zero row; `mask` zeroes more rows.
     """
-    xp = _xp(charges, mask)
+    xp = array_module(charges, mask)
     z = xp.asarray(charges)
     oh = (z[..., None] == xp.asarray(GEOM_ATOM_TYPES)).astype(xp.float32)
     if mask is not None:
@@ -405,7 +405,7 @@ def geom_features(
       float32 `[..., N, 16]` (or `[..., N, 17]`), zero on padded atoms; numpy for numpy
       inputs, JAX for JAX inputs (jit/vmap compatible).
     """
-    xp = _xp(charges, mask)
+    xp = array_module(charges, mask)
     z = xp.asarray(charges)
     m = (z > 0).astype(xp.float32) if mask is None else xp.asarray(mask, dtype=xp.float32)
     oh = geom_one_hot(z, m)
@@ -425,7 +425,7 @@ def atomic_numbers_from_geom_features(h: Any, mask: Any = None) -> Any:
     Takes the argmax of the 16 one-hot channels and maps it to `GEOM_ATOM_TYPES`; padded
     atoms (mask 0) get 0. Returns int32 `[..., N]`.
     """
-    xp = _xp(h, mask)
+    xp = array_module(h, mask)
     h = xp.asarray(h)
     types = xp.asarray(GEOM_ATOM_TYPES, dtype=xp.int32)
     z = types[xp.argmax(h[..., : len(GEOM_ATOM_TYPES)], axis=-1)]

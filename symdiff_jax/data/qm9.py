@@ -35,13 +35,13 @@ import os
 import re
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from symdiff_jax.data._gdb9_uncharacterised import uncharacterised_gdb9_indices
+from symdiff_jax.data.atomic import read_npz, write_npz_atomic
 from symdiff_jax.data.features import ATOM_SYMBOLS, ATOM_TYPES
 
 #: Largest molecule in QM9 (atoms, hydrogens included); arrays are padded to this size.
@@ -179,7 +179,8 @@ def _qm9pack_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
-def _qm9pack_version() -> str:
+def qm9pack_version() -> str:
+    """The installed `qm9pack` version (a cache key), or "unknown" when it is absent."""
     try:
         return importlib.metadata.version("qm9pack")
     except importlib.metadata.PackageNotFoundError:
@@ -362,31 +363,10 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "symdiff_jax" / "qm9"
 
 
-def _write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        return {k: f[k] for k in f.files}
-
-
 def _cached(cache_file: Path, parse) -> dict[str, np.ndarray]:
     if cache_file.exists():
         try:
-            data = _read_npz(cache_file)
+            data = read_npz(cache_file)
             if int(data.pop("cache_format", -1)) == _CACHE_FORMAT:
                 data["charges"] = data["charges"].astype(np.int32)
                 return data
@@ -394,7 +374,7 @@ def _cached(cache_file: Path, parse) -> dict[str, np.ndarray]:
             pass  # unreadable cache: parse again and overwrite it
     data = parse()
     stored = {**data, "charges": data["charges"].astype(np.uint8)}
-    _write_npz_atomic(cache_file, {**stored, "cache_format": np.array(_CACHE_FORMAT)})
+    write_npz_atomic(cache_file, {**stored, "cache_format": np.array(_CACHE_FORMAT)})
     return data
 
 
@@ -459,7 +439,7 @@ def load_qm9(
 
     if source is None:
         data_dir = _qm9pack_dir()
-        cache_file = cache / f"qm9pack-{_qm9pack_version()}-v{_CACHE_FORMAT}.npz"
+        cache_file = cache / f"qm9pack-{qm9pack_version()}-v{_CACHE_FORMAT}.npz"
         data = _cached(cache_file, lambda: _parse_qm9pack(data_dir))
         return _select_split(data, split)
 
@@ -518,7 +498,7 @@ def load_qm9_graph_smiles(
 
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     if source is None:
-        key = f"qm9pack-{_qm9pack_version()}"
+        key = f"qm9pack-{qm9pack_version()}"
     else:
         key = f"src-{_archive_key(Path(source).expanduser())}"
     cache_file = cache / f"{key}-graph-smiles-{split}-v{_CACHE_FORMAT}.npz"
@@ -530,11 +510,11 @@ def load_qm9_graph_smiles(
 
     if cache_file.exists():
         try:
-            stored = _read_npz(cache_file)
+            stored = read_npz(cache_file)
             if int(stored.get("cache_format", -1)) == _CACHE_FORMAT:
                 return stored["smiles"]
         except (OSError, ValueError, EOFError):
             pass
     out = compute()
-    _write_npz_atomic(cache_file, {**out, "cache_format": np.array(_CACHE_FORMAT)})
+    write_npz_atomic(cache_file, {**out, "cache_format": np.array(_CACHE_FORMAT)})
     return out["smiles"]

@@ -27,16 +27,16 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
 from symdiff_jax.metrics.bond_tables import ELEMENT_SYMBOLS
-from symdiff_jax.metrics.rdkit_metrics import _quiet_rdkit, build_molecule
-from symdiff_jax.metrics.stability import _CHUNK, _bond_orders_checked, as_molecule_batch
+from symdiff_jax.metrics.rdkit_metrics import quiet_rdkit, build_molecule
+from symdiff_jax.metrics.stability import CHUNK, bond_orders_checked, as_molecule_batch
 
 #: Keys `write_samples_npz` reserves for the molecule arrays.
 SAMPLE_KEYS: tuple[str, ...] = ("positions", "atomic_numbers", "mask")
@@ -69,29 +69,6 @@ def _names(names: Sequence[str] | None, count: int) -> list[str]:
         if "\n" in n or "\r" in n:
             raise ValueError(f"names[{i}] = {n!r} contains a line break; use a single line.")
     return names
-
-
-def _atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str) -> str:
-    """Calls `write(tmp_path)` and renames the temporary file to `path`.
-
-    The temporary file lives next to `path` (same file system, so the rename is atomic)
-    and is removed if `write` or the rename fails; an existing `path` is then untouched.
-    """
-    path = Path(path).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return str(path)
 
 
 # --------------------------------------------------------------------------------------
@@ -132,10 +109,10 @@ def molecules_to_rdkit(
 
     x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
     out = []
-    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
-    for s in range(0, x.shape[0], _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        orders = _bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
+    _blocker = quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    for s in range(0, x.shape[0], CHUNK):
+        sl = slice(s, s + CHUNK)
+        orders = bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
         for b, (xb, zb, mb, ob) in enumerate(zip(x[sl], z[sl], m[sl], orders, strict=True)):
             keep = np.flatnonzero(mb)
             rw = build_molecule(zb[keep], ob[np.ix_(keep, keep)])
@@ -211,8 +188,8 @@ def write_sdf(
         finally:
             writer.close()
 
-    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
-    _atomic_write(path, write, ".sdf")
+    _blocker = quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    atomic_write(path, write, ".sdf")
     return len(mols)
 
 
@@ -276,7 +253,7 @@ def write_xyz(
         return write
 
     if target.suffix.lower() == ".xyz":
-        return [_atomic_write(target, writer("".join(frames)), ".xyz")]
+        return [atomic_write(target, writer("".join(frames)), ".xyz")]
     if target.exists() and not target.is_dir():
         raise ValueError(
             f"{str(target)!r} is an existing file without the .xyz suffix; give a directory "
@@ -288,7 +265,7 @@ def write_xyz(
         if not title or "/" in title or "\\" in title or title in (".", ".."):
             raise ValueError(f"name {title!r} cannot be a file name; pass plain names.")
     return [
-        _atomic_write(target / f"{title}.xyz", writer(frame), ".xyz")
+        atomic_write(target / f"{title}.xyz", writer(frame), ".xyz")
         for title, frame in zip(titles, frames, strict=True)
     ]
 
@@ -426,12 +403,7 @@ def write_samples_npz(
     target = Path(path).expanduser()
     if target.suffix != ".npz":
         target = target.with_name(target.name + ".npz")
-
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
-
-    return _atomic_write(target, write, ".npz")
+    return write_npz_atomic(target, arrays)
 
 
 def load_samples_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from symdiff_jax.metrics.stability import _CHUNK, _bond_orders_checked, as_molecule_batch
+from symdiff_jax.metrics.stability import CHUNK, bond_orders_checked, as_molecule_batch
 
 
 def _chem():
@@ -37,7 +37,7 @@ def _chem():
     return Chem
 
 
-def _quiet_rdkit():
+def quiet_rdkit():
     """Silences RDKit's per-molecule sanitisation messages while the returned object lives."""
     from rdkit import rdBase
 
@@ -117,10 +117,10 @@ def xyz_smiles(
     """
     x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
     out: list[str | None] = []
-    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
-    for s in range(0, x.shape[0], _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        orders = _bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
+    _blocker = quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    for s in range(0, x.shape[0], CHUNK):
+        sl = slice(s, s + CHUNK)
+        orders = bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
         for zb, mb, ob in zip(z[sl], m[sl], orders, strict=True):
             keep = np.flatnonzero(mb)
             mol = build_molecule(zb[keep], ob[np.ix_(keep, keep)])
@@ -146,7 +146,7 @@ def canonical_smiles(smiles: str) -> str | None:
 
 def canonical_smiles_set(smiles: Iterable[str]) -> frozenset[str]:
     """`canonical_smiles` of every string, as a set (unparsable strings are dropped)."""
-    _blocker = _quiet_rdkit()  # noqa: F841 - active until it goes out of scope
+    _blocker = quiet_rdkit()  # noqa: F841 - active until it goes out of scope
     out = [canonical_smiles(s) for s in smiles if s]
     return frozenset(s for s in out if s is not None)
 

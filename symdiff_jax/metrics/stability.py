@@ -25,7 +25,8 @@ from symdiff_jax.metrics.bond_tables import (
     bond_thresholds_pm,
 )
 
-_CHUNK = 1024
+#: Molecules per block of the vectorised bond and stability checks (bounds memory).
+CHUNK = 1024
 
 
 def _element_name(z: int) -> str:
@@ -117,9 +118,14 @@ def pairwise_distances(positions: np.ndarray) -> np.ndarray:
     return np.sqrt(d[..., 0] * d[..., 0] + d[..., 1] * d[..., 1] + d[..., 2] * d[..., 2])
 
 
-def _bond_orders_checked(
+def bond_orders_checked(
     x: np.ndarray, z: np.ndarray, m: np.ndarray, limit_bonds_to_one: bool
 ) -> np.ndarray:
+    """EDM's bond orders `[B, N, N]` of already validated host arrays (no shape checks).
+
+    `x [B, N, 3]` in Angstrom, `z [B, N]` atomic numbers, `m [B, N]` real atoms; see
+    `bond_orders` for the rule.
+    """
     dist_pm = pairwise_distances(x) * x.dtype.type(100)
     thr = bond_thresholds_pm().astype(x.dtype)
     zi, zj = z[:, :, None], z[:, None, :]
@@ -149,14 +155,14 @@ def bond_orders(
     """
     x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
     out = np.zeros(z.shape + z.shape[-1:], np.int8)
-    for s in range(0, x.shape[0], _CHUNK):
-        sl = slice(s, s + _CHUNK)
-        out[sl] = _bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
+    for s in range(0, x.shape[0], CHUNK):
+        sl = slice(s, s + CHUNK)
+        out[sl] = bond_orders_checked(x[sl], z[sl], m[sl], limit_bonds_to_one)
     return out
 
 
 def _stable_atoms_checked(x: np.ndarray, z: np.ndarray, m: np.ndarray) -> np.ndarray:
-    valence = _bond_orders_checked(x, z, m, False).sum(-1, dtype=np.int64)
+    valence = bond_orders_checked(x, z, m, False).sum(-1, dtype=np.int64)
     allowed = allowed_valence_table()[z]
     return m & np.any(valence[..., None] == allowed, axis=-1)
 
@@ -171,8 +177,8 @@ def stable_atoms(positions: Any, atomic_numbers: Any, mask: Any = None) -> np.nd
     """
     x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
     out = np.zeros(z.shape, bool)
-    for s in range(0, x.shape[0], _CHUNK):
-        sl = slice(s, s + _CHUNK)
+    for s in range(0, x.shape[0], CHUNK):
+        sl = slice(s, s + CHUNK)
         out[sl] = _stable_atoms_checked(x[sl], z[sl], m[sl])
     return out
 
@@ -205,8 +211,8 @@ def stability(positions: Any, atomic_numbers: Any, mask: Any = None) -> dict[str
     n_stable_atoms = 0
     n_atoms = 0
     n_stable_molecules = 0
-    for s in range(0, x.shape[0], _CHUNK):
-        sl = slice(s, s + _CHUNK)
+    for s in range(0, x.shape[0], CHUNK):
+        sl = slice(s, s + CHUNK)
         ok = _stable_atoms_checked(x[sl], z[sl], m[sl])
         n_stable_atoms += int(ok.sum())
         n_atoms += int(m[sl].sum())

@@ -37,8 +37,8 @@ from symdiff_jax.targets._inputs import (
 )
 from symdiff_jax.targets.finite import gaussian_log_kernel
 from symdiff_jax.targets.matrix_fisher import (
-    _bessel_ratio,
-    _quadrature,
+    bessel_ratio,
+    tau_quadrature,
     proper_svd,
     von_mises_log_normaliser,
     von_mises_parameters,
@@ -67,7 +67,7 @@ def so3_orbit_integral(x_t: jax.Array, x0: jax.Array, alpha, sigma) -> tuple[jax
     U, s, V = proper_svd(F)
     kabsch = jnp.einsum("bij,bkj->bik", U, V)  # argmax_R <F, R>
     aligned = jnp.einsum("bnj,bij->bni", x0, kabsch)
-    log_j, m = _quadrature(s)
+    log_j, m = tau_quadrature(s)
     log_z = gaussian_log_kernel(x_t, aligned, alpha, sigma) + log_j
     mean_rotation = jnp.einsum("bij,bj,bkj->bik", U, m, V)
     mean = jnp.einsum("bnj,bij->bni", x0, mean_rotation)
@@ -94,7 +94,7 @@ def so2_orbit_integral(x_t: jax.Array, x0: jax.Array, alpha, sigma) -> tuple[jax
     aligned = jnp.einsum("bnj,bij->bni", x0, rot)
     log_i0e = von_mises_log_normaliser(kappa, scaled=True)
     log_z = gaussian_log_kernel(x_t, aligned, alpha, sigma) + log_i0e
-    mean = _bessel_ratio(kappa)[:, None, None] * aligned
+    mean = bessel_ratio(kappa)[:, None, None] * aligned
     return log_z, mean
 
 

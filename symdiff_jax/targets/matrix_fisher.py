@@ -121,10 +121,10 @@ def _log_i0e(x: jax.Array) -> jax.Array:
 @_log_i0e.defjvp
 def _log_i0e_jvp(primals, tangents):
     (x,), (dx,) = primals, tangents
-    return _log_i0e(x), (_bessel_ratio(x) - 1.0) * dx
+    return _log_i0e(x), (bessel_ratio(x) - 1.0) * dx
 
 
-def _bessel_ratio(x: jax.Array) -> jax.Array:
+def bessel_ratio(x: jax.Array) -> jax.Array:
     """r(x) = I1(x) / I0(x) = i1e(x) / i0e(x), in [0, 1) for x >= 0."""
     return i1e(x) / i0e(x)
 
@@ -154,7 +154,7 @@ def _check_s(s: jax.Array) -> jax.Array:
     return s
 
 
-def _quadrature(s: jax.Array) -> tuple[jax.Array, jax.Array]:
+def tau_quadrature(s: jax.Array) -> tuple[jax.Array, jax.Array]:
     """log J(s) and the moments m = d log c / ds, both by the tau-quadrature.
 
     Args:
@@ -198,13 +198,13 @@ def _quadrature(s: jax.Array) -> tuple[jax.Array, jax.Array]:
 @jax.custom_jvp
 def _log_c_scaled(s: jax.Array) -> jax.Array:
     """log c(s) - (s1 + s2 + s3); its derivative is m(s) - 1 (exact, from the moments)."""
-    return _quadrature(s)[0]
+    return tau_quadrature(s)[0]
 
 
 @_log_c_scaled.defjvp
 def _log_c_scaled_jvp(primals, tangents):
     (s,), (ds,) = primals, tangents
-    log_j, m = _quadrature(s)
+    log_j, m = tau_quadrature(s)
     return log_j, jnp.sum((m - 1.0) * ds, axis=-1)
 
 
@@ -237,7 +237,7 @@ def moments(s: jax.Array) -> jax.Array:
     no cancellation). `m1 >= m2 >= |m3|` and `m -> 1` as s grows, `m ~ s/3` as s -> 0.
     """
     s = _check_s(s)
-    return _quadrature(s)[1]
+    return tau_quadrature(s)[1]
 
 
 def matrix_fisher_log_normaliser(F: jax.Array, scaled: bool = False) -> jax.Array:
@@ -309,6 +309,6 @@ def von_mises_expected_rotation(F: jax.Array) -> jax.Array:
       `[..., 2, 2]` mean rotation matrix.
     """
     kappa, cos_mu, sin_mu = von_mises_parameters(F)
-    r = _bessel_ratio(kappa)
+    r = bessel_ratio(kappa)
     rot = jnp.stack([jnp.stack([cos_mu, -sin_mu], -1), jnp.stack([sin_mu, cos_mu], -1)], axis=-2)
     return r[..., None, None] * rot
