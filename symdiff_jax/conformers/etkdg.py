@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
 
 from symdiff_jax.metrics.conformers import (
     DEFAULT_THRESHOLDS,
@@ -46,19 +48,7 @@ INFO_KEYS = (
 )
 
 
-def _rdkit():
-    try:
-        from rdkit import Chem
-        from rdkit.Chem import rdDistGeom, rdForceFieldHelpers
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError(
-            "the ETKDG baseline needs RDKit: pip install rdkit (a dependency of symdiff_jax)."
-        ) from err
-    return Chem, rdDistGeom, rdForceFieldHelpers
-
-
 def _name(mol: Any) -> str:
-    Chem, _, _ = _rdkit()
     name = mol.GetProp("_Name") if mol.HasProp("_Name") else ""
     smiles = Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False))
     return f"{name} ({smiles})" if name else smiles
@@ -84,7 +74,6 @@ def _params(
     enforce: bool = True,
     stage: int = 0,
 ):
-    _, rdDistGeom, _ = _rdkit()
     params = rdDistGeom.ETKDGv3()
     # RDKit seeds conformer ci with `(ci + 1) * randomSeed` by default, so randomSeed = 0
     # gives identical conformers; sequential seeds use `randomSeed + ci + 1` instead.
@@ -111,7 +100,6 @@ def _embed_unenforced(graph: Any, missing: int, seed: int, num_threads: int, max
     tetrahedral centres are verified afterwards with signed volumes (RDKit's convention,
     `symdiff_jax.conformers.chirality`); conformers of the wrong handedness are dropped.
     """
-    _, rdDistGeom, _ = _rdkit()
     from symdiff_jax.conformers.chirality import chiral_centres_from_mol, signed_volumes
 
     centres, neighbours, signs = chiral_centres_from_mol(graph)
@@ -179,7 +167,6 @@ def etkdg_conformers(
     Raises:
       ValueError: `num_conformers < 1` or an unknown `mmff_variant`.
     """
-    Chem, rdDistGeom, rdForceFieldHelpers = _rdkit()
     if int(num_conformers) < 1:
         raise ValueError(f"num_conformers must be >= 1; got {num_conformers}.")
     if mmff_variant not in ("MMFF94", "MMFF94s"):
@@ -251,7 +238,6 @@ def _without_stereo(mols: Sequence[Any]) -> list[Any]:
     a double bond's E/Z label, so a stereo-annotated conformer and a stereo-free reference
     of the same molecule would differ after stripping hydrogens.
     """
-    Chem, _, _ = _rdkit()
     out = []
     for m in mols:
         m = Chem.Mol(m)
@@ -262,7 +248,6 @@ def _without_stereo(mols: Sequence[Any]) -> list[Any]:
 
 def _embed_job(job: tuple) -> tuple[int, list[bytes], dict[str, int], list[str]]:
     """Worker: one molecule sent as an RDKit binary string; conformers come back the same way."""
-    Chem, _, _ = _rdkit()
     index, graph_bin, num, kwargs = job
     coords = Chem.PropertyPickleOptions.CoordsAsDouble | Chem.PropertyPickleOptions.MolProps
     with warnings.catch_warnings(record=True) as caught:
@@ -321,7 +306,6 @@ def etkdg_baseline(
     """
     from tqdm.auto import tqdm
 
-    Chem, _, _ = _rdkit()
     molecules = list(molecules)
     if not molecules:
         raise ValueError("molecules is empty: pass at least one (graph_mol, references) pair.")

@@ -40,13 +40,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdDetermineBonds
 
+from symdiff_jax.data.atomic import read_npz, write_npz_atomic
 from symdiff_jax.data.geom import BOND_ORDERS, HYBRIDISATIONS
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
-    qm9pack_version,
     default_cache_dir,
     load_qm9,
+    qm9pack_version,
 )
 
 __all__ = [
@@ -69,18 +72,8 @@ CACHE_FORMAT: int = 2
 _MAX_MATCHES = 256
 
 
-def _chem():
-    try:
-        from rdkit import Chem
-        from rdkit.Chem import rdDetermineBonds
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError("qm9_conformers needs RDKit: pip install rdkit.") from err
-    return Chem, rdDetermineBonds
-
-
 def _skeleton(mol: Any):
     """Element-labelled graph of `mol` with every bond a plain single edge."""
-    Chem, _ = _chem()
     rw = Chem.RWMol()
     for atom in mol.GetAtoms():
         a = Chem.Atom(atom.GetAtomicNum())
@@ -94,7 +87,6 @@ def _skeleton(mol: Any):
 
 
 def _xyz_mol(atomic_numbers: np.ndarray, positions: np.ndarray):
-    Chem, _ = _chem()
     rw = Chem.RWMol()
     for z in atomic_numbers:
         rw.AddAtom(Chem.Atom(int(z)))
@@ -124,7 +116,6 @@ def map_smiles_to_geometry(
       element), bonds/charges/aromaticity from the SMILES, one conformer; or `(None,
       reason)` with a reason from `SKIP_REASONS`.
     """
-    Chem, rdDetermineBonds = _chem()
     z = np.asarray(atomic_numbers, np.int64)
     x = np.asarray(positions, np.float64)
     base = Chem.MolFromSmiles(str(smiles))
@@ -169,14 +160,12 @@ def _stereo_tags(mol: Any) -> np.ndarray:
     the neighbours in ascending atom index (`symdiff_jax.conformers.chirality`)."""
     from symdiff_jax.conformers.chirality import chiral_tags_ascending
 
-    Chem, _ = _chem()
     m = Chem.Mol(mol)
     Chem.AssignStereochemistryFrom3D(m)
     return chiral_tags_ascending(m).astype(np.int8)
 
 
 def _build(qm9: dict[str, np.ndarray], positions_in_split: np.ndarray, progress: bool):
-    Chem, _ = _chem()
     hyb = {getattr(Chem.HybridizationType, h): k + 1 for k, h in enumerate(HYBRIDISATIONS)}
     code = {
         Chem.BondType.SINGLE: 1,
@@ -342,7 +331,6 @@ def as_rdkit_mol(data: dict[str, Any], i: int, *, stereo_from_3d: bool = False):
     Returns:
       `rdkit.Chem.Mol`.
     """
-    Chem, _ = _chem()
     n = int(data["num_atoms"][i])
     types = {
         1: Chem.BondType.SINGLE,

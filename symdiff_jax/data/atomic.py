@@ -16,7 +16,9 @@ import numpy as np
 __all__ = ["atomic_write", "read_npz", "write_npz_atomic"]
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp") -> str:
+def atomic_write(
+    path: str | os.PathLike, write: Callable[[str], None], suffix: str = ".tmp"
+) -> str:
     """Calls `write(tmp_path)` and renames the temporary file to `path`.
 
     The temporary file lives next to `path` (same file system, so the rename is atomic)

@@ -29,7 +29,7 @@ import numpy as np
 from symdiff_jax.data.atomic import atomic_write
 from symdiff_jax.data.writers import molecules_to_rdkit
 from symdiff_jax.metrics.bond_tables import ELEMENT_SYMBOLS
-from symdiff_jax.metrics.stability import bond_orders_checked, as_molecule_batch
+from symdiff_jax.metrics.stability import as_molecule_batch, bond_orders_checked
 
 #: Atom colours by atomic number (Jmol's CPK scheme; carbon darker so it shows on white).
 ELEMENT_COLORS: dict[int, str] = {

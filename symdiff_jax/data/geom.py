@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
 
 from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
 from symdiff_jax.data.features import edge_mask as _edge_mask
@@ -110,14 +111,6 @@ _WHERE_PUBLISHED = (
     "(https://github.com/shenoynikhil/ETFlow, 'Preprocessing Data') shows the layout: "
     "<dir>/QM9/{split.npy,test_smiles.csv,test_mols.pkl} and <dir>/rdkit_folder/qm9/."
 )
-
-
-def _chem():
-    try:
-        from rdkit import Chem
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError("GEOM loading needs RDKit: pip install rdkit.") from err
-    return Chem
 
 
 def _missing(what: str, looked: Iterable[Path | str]) -> FileNotFoundError:
@@ -181,7 +174,6 @@ def graph_features(
       ValueError: an element not in `elements` (named, with its atom index), or a size
         larger than `max_atoms` / `max_bonds`.
     """
-    Chem = _chem()
     n = mol.GetNumAtoms()
     bonds = list(mol.GetBonds())
     big_n = n if max_atoms is None else int(max_atoms)
@@ -263,7 +255,6 @@ def graph_features(
 
 
 def _canonical_no_stereo(mol: Any) -> str | None:
-    Chem = _chem()
     try:
         return Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False), isomericSmiles=False)
     except Exception:  # noqa: BLE001 - RDKit raises several types; any failure = mismatch
@@ -288,7 +279,6 @@ def _molecule_from_dict(
     data: Any, where: str, *, filter_reacted: bool = True, max_conformers: int | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
     """One molecule record from a GEOM pickle dict, or (None, reason it was skipped)."""
-    Chem = _chem()
     if not isinstance(data, dict) or "conformers" not in data or "smiles" not in data:
         raise ValueError(
             f"{where} is not a GEOM rdkit_folder pickle: expected a dict with 'smiles' and "
@@ -596,7 +586,6 @@ def load_test_mols(path: str | os.PathLike) -> dict[str, list]:
     Returns:
       The dict, checked: str keys, lists of `rdkit.Chem.Mol` values with a conformer each.
     """
-    Chem = _chem()
     path = Path(path).expanduser()
     if not path.is_file():
         raise _missing("test_mols.pkl", [path])
@@ -613,7 +602,6 @@ def load_test_mols(path: str | os.PathLike) -> dict[str, list]:
 
 def split_conformers(mol: Any) -> list:
     """One RDKit Mol per conformer of `mol` (the list format of `conformer_metrics`)."""
-    Chem = _chem()
     out = []
     for conf in mol.GetConformers():
         m = Chem.Mol(mol)
@@ -633,7 +621,6 @@ def _write_records(
     records: Sequence[dict[str, Any]], skipped: dict[str, int], base: Path, extra=None
 ) -> None:
     """Writes `<base>.sdf` (one entry per conformer) and `<base>.npz` (the index)."""
-    Chem = _chem()
     smiles, num_atoms, num_confs, weights, raw, energies, sources = [], [], [], [], [], [], []
     chiral = []
     kept = Counter(skipped)
@@ -805,7 +792,6 @@ def load_cached(cache_dir: str | os.PathLike, split: str) -> dict[str, Any]:
       ValueError: a cache written by another format version, or one whose SDF and index
         disagree.
     """
-    Chem = _chem()
     name = "test_mols" if split == "test_mols" else _split_name(split)
     base = Path(cache_dir).expanduser() / name
     sdf, npz = base.with_suffix(".sdf"), base.with_suffix(".npz")
@@ -915,7 +901,6 @@ def write_example_geom(
       `{"data_dir": <directory>/<DATASET>, "pickle_dir": ..., "files": [sorted pickle
       paths], "split": {"train", "val", "test"} indices, "smiles": list}`.
     """
-    Chem = _chem()
     from rdkit.Chem import AllChem
 
     root = Path(directory).expanduser()

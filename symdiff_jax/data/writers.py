@@ -32,24 +32,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
 
 from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
 from symdiff_jax.metrics.bond_tables import ELEMENT_SYMBOLS
-from symdiff_jax.metrics.rdkit_metrics import quiet_rdkit, build_molecule
-from symdiff_jax.metrics.stability import CHUNK, bond_orders_checked, as_molecule_batch
+from symdiff_jax.metrics.rdkit_metrics import build_molecule, quiet_rdkit
+from symdiff_jax.metrics.stability import CHUNK, as_molecule_batch, bond_orders_checked
 
 #: Keys `write_samples_npz` reserves for the molecule arrays.
 SAMPLE_KEYS: tuple[str, ...] = ("positions", "atomic_numbers", "mask")
-
-
-def _chem():
-    try:
-        from rdkit import Chem
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError(
-            "Writing molecules needs RDKit: pip install rdkit (a dependency of symdiff_jax)."
-        ) from err
-    return Chem
 
 
 def default_name(index: int) -> str:
@@ -104,7 +95,6 @@ def molecules_to_rdkit(
         an atomic number outside the bond tables (the message names the value, the
         molecule and the atom index).
     """
-    Chem = _chem()
     from rdkit.Geometry import Point3D
 
     x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
@@ -171,7 +161,6 @@ def write_sdf(
       >>> write_sdf("samples.sdf", x, z, mask)                         # doctest: +SKIP
       >>> mols = list(Chem.SDMolSupplier("samples.sdf", sanitize=False))  # doctest: +SKIP
     """
-    Chem = _chem()
     mols = molecules_to_rdkit(
         positions, atomic_numbers, mask, limit_bonds_to_one=limit_bonds_to_one
     )
@@ -273,7 +262,7 @@ def write_xyz(
 @functools.lru_cache(maxsize=1)
 def _symbol_table() -> dict[str, int]:
     """Element symbol -> atomic number for elements 1..118 (RDKit's periodic table)."""
-    table = _chem().GetPeriodicTable()
+    table = Chem.GetPeriodicTable()
     return {table.GetElementSymbol(z): z for z in range(1, 119)}
 
 

@@ -26,7 +26,6 @@ from symdiff_jax.groups.automorphisms import (
     molecule_graph,
     pad_permutations,
 )
-from symdiff_jax.groups.names import GROUP_DIMS, check_group_dimension, check_group_name
 from symdiff_jax.groups.haar import (
     haar_o2,
     haar_o3,
@@ -37,6 +36,7 @@ from symdiff_jax.groups.haar import (
     qr_to_orthogonal,
     sample_group,
 )
+from symdiff_jax.groups.names import GROUP_DIMS, check_group_dimension, check_group_name
 
 __all__ = [
     "GROUP_DIMS",

@@ -31,27 +31,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
 
 # RDKit's GetSubstructMatches takes an unsigned int; this is "no cap" in practice.
 _NO_CAP = 2**31 - 1
 
 
-def _chem():
-    try:
-        from rdkit import Chem
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError(
-            "graph_automorphisms needs RDKit for molecules: pip install rdkit "
-            "(it is a dependency of symdiff_jax)."
-        ) from err
-    return Chem
-
-
 def _is_rdkit_mol(obj: Any) -> bool:
-    try:
-        Chem = _chem()
-    except ImportError:  # pragma: no cover
-        return False
     return isinstance(obj, Chem.Mol)
 
 
@@ -135,7 +121,6 @@ def _label_molecule(adjacency: np.ndarray, labels: np.ndarray):
     matches atoms with equal nonzero isotopes); every distinct edge label becomes a distinct
     RDKit bond type (RDKit matches bonds by type).
     """
-    Chem = _chem()
     _, label_ids = np.unique(labels, return_inverse=True)
     edge_values = np.unique(adjacency[adjacency != 0])
     bond_types = [
@@ -172,7 +157,6 @@ def _label_molecule(adjacency: np.ndarray, labels: np.ndarray):
 
 def _describe(obj: Any, n: int) -> str:
     if _is_rdkit_mol(obj):
-        Chem = _chem()
         name = obj.GetProp("_Name") if obj.HasProp("_Name") else ""
         try:
             smiles = Chem.MolToSmiles(obj)
@@ -287,7 +271,6 @@ def heavy_atom_automorphisms(
         raise ValueError(
             f"heavy_atom_automorphisms takes an rdkit.Chem.Mol; got {type(mol).__name__}."
         )
-    Chem = _chem()
     n = mol.GetNumAtoms()
     heavy = [a.GetIdx() for a in mol.GetAtoms() if a.GetAtomicNum() != 1]
     hydrogens: dict[int, list[int]] = {a: [] for a in heavy}

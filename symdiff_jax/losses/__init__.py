@@ -1,8 +1,8 @@
 """Losses: per-example objectives of the diffusion models, unreduced.
 
-  training_losses   SymDiff's molecule objective (paper 002, eq. 14; EDM's simplified loss).
-  nll_terms         a one-sample estimate of the molecule VLB and its terms.
-  vlb               the VLB's terms (prior KL, diffusion weight, discretised L_0).
+training_losses   SymDiff's molecule objective (paper 002, eq. 14; EDM's simplified loss).
+nll_terms         a one-sample estimate of the molecule VLB and its terms.
+vlb               the VLB's terms (prior KL, diffusion weight, discretised L_0).
 """
 
 from symdiff_jax.losses.molecules import (

@@ -41,19 +41,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdMolAlign
 
 DEFAULT_THRESHOLDS = (0.1, 0.5)
-
-
-def _rdkit():
-    try:
-        from rdkit import Chem
-        from rdkit.Chem import rdMolAlign
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError(
-            "conformer metrics need RDKit: pip install rdkit (it is a dependency of symdiff_jax)."
-        ) from err
-    return Chem, rdMolAlign
 
 
 def _threshold_key(t: float) -> str:
@@ -72,7 +63,6 @@ def _check_thresholds(thresholds: Sequence[float] | float) -> np.ndarray:
 
 
 def _check_mols(mols: Any, name: str) -> list:
-    Chem, _ = _rdkit()
     if isinstance(mols, Chem.Mol):
         raise ValueError(
             f"{name} must be a list of RDKit Mols with one conformer each; got a single Mol. "
@@ -94,7 +84,6 @@ def _check_mols(mols: Any, name: str) -> list:
 
 def _graph_key(mol: Any) -> str:
     """Canonical non-isomeric SMILES of the heavy-atom graph (stereo and H ignored)."""
-    Chem, _ = _rdkit()
     try:
         heavy = Chem.RemoveHs(mol, sanitize=False)
     except Exception:  # noqa: BLE001 - fall back to the molecule as it is
@@ -117,7 +106,6 @@ def _check_same_molecule(generated: list, references: list) -> None:
 def _strip(mols: list, heavy_atoms: bool) -> list:
     """Copies without stereo annotations (RMSD needs none; `RemoveHs` would keep the
     hydrogens that define a double bond's E/Z label), hydrogens removed if asked."""
-    Chem, _ = _rdkit()
     out = []
     for m in mols:
         m = Chem.Mol(m)
@@ -127,7 +115,6 @@ def _strip(mols: list, heavy_atoms: bool) -> list:
 
 
 def _rmsd_matrix_prepared(gen: list, ref: list, max_matches: int | None) -> np.ndarray:
-    Chem, rdMolAlign = _rdkit()
     kwargs = {} if max_matches is None else {"maxMatches": int(max_matches)}
     out = np.empty((len(ref), len(gen)), np.float64)
     for i, r in enumerate(ref):
@@ -289,7 +276,6 @@ def summarise(per_molecule: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def _molecule_job(job: tuple) -> tuple[int, dict[str, float]]:
     """Worker: one molecule, its Mols sent as RDKit binary strings (hydrogens stripped)."""
-    Chem, _ = _rdkit()
     index, gen_bin, ref_bin, thresholds, max_matches = job
     generated = [Chem.Mol(b) for b in gen_bin]
     references = [Chem.Mol(b) for b in ref_bin]
@@ -332,7 +318,6 @@ def evaluate_molecules(
     """
     from tqdm.auto import tqdm
 
-    Chem, _ = _rdkit()
     # RDKit's default binary form (also used by pickle) stores coordinates as float32,
     # which shifts RMSDs by ~1e-8; keep float64 so parallel == serial exactly.
     coords = Chem.PropertyPickleOptions.CoordsAsDouble

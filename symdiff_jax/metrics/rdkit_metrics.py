@@ -23,18 +23,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
+from rdkit import Chem
 
-from symdiff_jax.metrics.stability import CHUNK, bond_orders_checked, as_molecule_batch
-
-
-def _chem():
-    try:
-        from rdkit import Chem
-    except ImportError as err:  # pragma: no cover - rdkit is a core dependency
-        raise ImportError(
-            "rdkit_metrics needs RDKit: pip install rdkit (it is a dependency of symdiff_jax)."
-        ) from err
-    return Chem
+from symdiff_jax.metrics.stability import CHUNK, as_molecule_batch, bond_orders_checked
 
 
 def quiet_rdkit():
@@ -55,7 +46,6 @@ def build_molecule(atomic_numbers: np.ndarray, orders: np.ndarray):
       `rdkit.Chem.RWMol` with one atom per entry (no formal charges, no explicit hydrogen
       counts) and one bond per nonzero upper-triangular entry.
     """
-    Chem = _chem()
     bond_types = {
         1: Chem.BondType.SINGLE,
         2: Chem.BondType.DOUBLE,
@@ -72,7 +62,6 @@ def build_molecule(atomic_numbers: np.ndarray, orders: np.ndarray):
 
 def mol_to_smiles(mol) -> str | None:
     """Sanitises `mol` in place and returns its canonical SMILES, or None if it fails."""
-    Chem = _chem()
     try:
         Chem.SanitizeMol(mol)
     except (ValueError, RuntimeError):
@@ -86,7 +75,6 @@ def largest_fragment_smiles(mol) -> str | None:
     Returns None when `mol` does not sanitise (an invalid molecule). Ties between equally
     large fragments go to the first in RDKit's fragment order.
     """
-    Chem = _chem()
     if mol_to_smiles(mol) is None:
         return None
     fragments = Chem.GetMolFrags(mol, asMols=True)
@@ -136,7 +124,6 @@ def canonical_smiles(smiles: str) -> str | None:
     so zwitterions never match a (charge-free) generated graph. Returns None for SMILES
     RDKit cannot parse.
     """
-    Chem = _chem()
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         return None

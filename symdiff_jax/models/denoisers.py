@@ -42,12 +42,15 @@ class DiTDenoiser(nnx.Module):
 class SymDiffDenoiser(nnx.Module):
     """`eps_hat = R . eps_theta(R^T . z_t, t)` with `R ~ gamma(. | z_t)` (paper 002, eq. 14).
 
-    Built with `symmetrise(kernel, gamma)` (paper 002, Theorem 1): the S_N-equivariant
+    Built with `symmetrise(kernel, gamma)` (paper 002, Theorem 1): an S_N-equivariant
     `eps_theta` becomes S_N x O(3)-equivariant in distribution. Only positions rotate;
     the feature noise `eps_h` is invariant.
 
     Args:
-      eps_net: the DiT `eps_theta`.
+      eps_net: `eps_theta`, any callable module `eps_net(x, h, t, mask) -> (eps_x, eps_h)`
+        with `x [B, N, 3]`, `h [B, N, F]`, `t [B]`, `mask [B, N]` (e.g. the `DiT`). If it
+        has a `distance_embedding` that `gamma_net` shares, the distance features are
+        computed once and passed to both as `distance_features=`.
       gamma_net: `f_theta` of the learned kernel (`R = R0 . qr(f_theta(R0^T z, eta, t))`),
         or None for gamma = Haar (SymDiff-H).
       group: "O3" or "SO3".
@@ -56,7 +59,7 @@ class SymDiffDenoiser(nnx.Module):
 
     def __init__(
         self,
-        eps_net: DiT,
+        eps_net: nnx.Module,
         gamma_net: GammaNet | None = None,
         *,
         group: str = "O3",
@@ -88,17 +91,23 @@ class SymDiffDenoiser(nnx.Module):
 
         `Psi` depends on distances only, so it is the same for `R0^T z_t` (the input of
         `f_theta`) and `R^T z_t` (the input of `eps_theta`): one evaluation serves both
-        (equal up to float rounding of the rotated distances).
+        (equal up to float rounding of the rotated distances). An `eps_net` without a
+        `distance_embedding` shares nothing.
         """
-        gamma_net, embedding = self.gamma_net, self.eps_net.distance_embedding
-        shared = gamma_net is not None and gamma_net.distance_embedding is embedding
+        embedding = getattr(self.eps_net, "distance_embedding", None)
+        gamma_net = self.gamma_net
+        shared = (
+            embedding is not None
+            and gamma_net is not None
+            and gamma_net.distance_embedding is embedding
+        )
         return embedding(x, mask) if shared else None
 
-    def rotation(self, key: Array, x: Array, h: Array, t: Array, mask: Array) -> Array:
-        """A draw `R ~ gamma(. | z_t)`, `[B, 3, 3]` (the same one `__call__` uses for `key`)."""
-        return self.gamma()(jax.random.split(key)[0], (x, h), t, mask=mask)
-
-    def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
+    def sample(
+        self, key: Array, x: Array, h: Array, t: Array, mask: Array
+    ) -> tuple[tuple[Array, Array], Array]:
+        """`((eps_x, eps_h), R)`: the symmetrised prediction and the rotation `R ~ gamma(. | z_t)`
+        it used (`symmetrise(..., return_group=True)`)."""
         eps_net = self.eps_net
         psi = self.shared_distance_features(x, mask)
         kw = {} if psi is None else {"distance_features": psi}
@@ -106,7 +115,15 @@ class SymDiffDenoiser(nnx.Module):
         def kernel(state, t, mask, **kw):
             return eps_net(state[0], state[1], t, mask, **kw)
 
-        return symmetrise(as_kernel(kernel), self.gamma())(key, (x, h), t, mask=mask, **kw)
+        symmetrised = symmetrise(as_kernel(kernel), self.gamma(), return_group=True)
+        return symmetrised(key, (x, h), t, mask=mask, **kw)
+
+    def rotation(self, key: Array, x: Array, h: Array, t: Array, mask: Array) -> Array:
+        """The draw `R ~ gamma(. | z_t)`, `[B, 3, 3]`, that `__call__` uses for `key`."""
+        return self.sample(key, x, h, t, mask)[1]
+
+    def __call__(self, key: Array, x: Array, h: Array, t: Array, mask: Array):
+        return self.sample(key, x, h, t, mask)[0]
 
 
 class EGNNDenoiser(nnx.Module):

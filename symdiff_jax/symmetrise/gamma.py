@@ -17,6 +17,7 @@ from symdiff_jax.groups import com_free_normal, qr_to_orthogonal, sample_group
 from symdiff_jax.groups.names import check_group_dimension, check_group_name
 from symdiff_jax.symmetrise.actions import get_positions, rotate_positions, transpose_rotation
 
+
 def _float_dtype(x: jax.Array):
     dtype = jnp.result_type(x)
     return dtype if jnp.issubdtype(dtype, jnp.floating) else jnp.result_type(float)

@@ -38,8 +38,8 @@ from symdiff_jax.targets._inputs import (
 from symdiff_jax.targets.finite import gaussian_log_kernel
 from symdiff_jax.targets.matrix_fisher import (
     bessel_ratio,
-    tau_quadrature,
     proper_svd,
+    tau_quadrature,
     von_mises_log_normaliser,
     von_mises_parameters,
 )
