@@ -32,7 +32,7 @@ import numpy as np
 
 from symdiff_jax.conformers.graphs import batch_automorphisms, molecule_arrays, stack_molecules
 from symdiff_jax.data.atomic import read_npz, write_npz_atomic
-from symdiff_jax.data.geom import GEOM_DRUGS_ELEMENTS, GEOM_QM9_ELEMENTS
+from symdiff_jax.data.geom_features import GEOM_DRUGS_ELEMENTS, GEOM_QM9_ELEMENTS
 from symdiff_jax.data.qm9 import default_cache_dir
 
 __all__ = [

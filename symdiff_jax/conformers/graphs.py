@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from symdiff_jax.data.geom import HYBRIDISATIONS, graph_features
+from symdiff_jax.data.geom_features import HYBRIDISATIONS, graph_features
 from symdiff_jax.groups.automorphisms import graph_automorphisms, heavy_atom_automorphisms
 
 __all__ = [

@@ -44,7 +44,7 @@ from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 
 from symdiff_jax.data.atomic import read_npz, write_npz_atomic
-from symdiff_jax.data.geom import BOND_ORDERS, HYBRIDISATIONS
+from symdiff_jax.data.geom_features import BOND_ORDERS, HYBRIDISATIONS
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
     default_cache_dir,

@@ -25,13 +25,9 @@ from symdiff_jax.data.features import (
     mask_from_charges,
     one_hot,
 )
-from symdiff_jax.data.geom import (
-    convert_to_cache,
-    graph_features,
-    load_cached,
-    load_geom_split,
-    load_test_mols,
-)
+from symdiff_jax.data.geom import convert_to_cache, load_cached
+from symdiff_jax.data.geom_features import graph_features
+from symdiff_jax.data.geom_pickles import load_geom_split, load_test_mols
 from symdiff_jax.data.geom_drugs import (
     GEOM_ATOM_TYPES,
     GEOM_MAX_ATOMS,

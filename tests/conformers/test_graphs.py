@@ -13,7 +13,7 @@ from symdiff_jax.conformers.graphs import (
     molecule_arrays,
     stack_molecules,
 )
-from symdiff_jax.data.geom import GEOM_QM9_ELEMENTS
+from symdiff_jax.data.geom_features import GEOM_QM9_ELEMENTS
 from symdiff_jax.groups import is_automorphism, molecule_graph
 
 ELEMENTS = GEOM_QM9_ELEMENTS

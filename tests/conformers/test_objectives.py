@@ -18,7 +18,7 @@ from symdiff_jax.conformers.objectives import (
     masked_mse,
     path_noise_derivative,
 )
-from symdiff_jax.data.geom import GEOM_QM9_ELEMENTS
+from symdiff_jax.data.geom_features import GEOM_QM9_ELEMENTS
 from symdiff_jax.diffusion import polynomial_schedule
 from symdiff_jax.targets.conformer_target import conformer_symmetrised_target
 

@@ -16,7 +16,7 @@ from rdkit import Chem
 from scipy.spatial.transform import Rotation
 
 from symdiff_jax.conformers.graphs import NUM_BOND_TYPES, molecule_arrays
-from symdiff_jax.data.geom import GEOM_QM9_ELEMENTS
+from symdiff_jax.data.geom_features import GEOM_QM9_ELEMENTS
 from symdiff_jax.groups import permute, rotate
 from symdiff_jax.models.conformer_nets import (
     BondGraphEncoder,
