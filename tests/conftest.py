@@ -1,4 +1,5 @@
-"""Test-wide settings: persistent compilation cache, CPU only, fresh keys."""
+"""Test-wide settings: persistent compilation cache, CPU only, fresh keys, and
+`jax_debug_nans` / `jax_debug_infs` on for every test not marked `allow_nonfinite`."""
 
 import os
 
@@ -12,6 +13,25 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 runtime.enable_compilation_cache()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "allow_nonfinite: the test computes NaN or inf on purpose, so jax_debug_nans and "
+        "jax_debug_infs stay off for it",
+    )
+
+
+@pytest.fixture(autouse=True)
+def _fail_on_nonfinite(request):
+    """Every JAX computation of a test raises FloatingPointError at its first NaN or inf,
+    unless the test is marked `allow_nonfinite`."""
+    if request.node.get_closest_marker("allow_nonfinite"):
+        yield
+        return
+    with jax.debug_nans(True), jax.debug_infs(True):
+        yield
 
 
 @pytest.fixture
