@@ -15,6 +15,7 @@ from symdiff_jax.diffusion import (
     sample_noise,
     transition_from_gammas,
 )
+from symdiff_jax.groups import com_free_normal
 
 N, D, REAL = 7, 3, 5
 MASK = jnp.array([1, 1, 1, 1, 1, 0, 0], jnp.float32)
@@ -166,3 +167,11 @@ def test_transition_is_accurate_in_float32_for_adjacent_grid_points():
     assert sigma2_ts.dtype == jnp.float32
     assert np.max(np.abs(np.asarray(sigma2_ts) - ref) / ref) < 2e-6
     np.testing.assert_allclose(np.asarray(alpha_ts) ** 2, 1.0 - ref, rtol=1e-6)
+
+
+def test_position_noise_is_the_com_free_normal_of_groups(key):
+    """`sample_noise` on positions only is `groups.com_free_normal`: same key, same draw."""
+    mask = jnp.array([[1, 1, 0, 1], [1, 1, 1, 1]], jnp.float32)
+    a = sample_noise(key, (2, 4, 3), mask)
+    b = com_free_normal(key, (2, 4, 3), mask)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
