@@ -26,14 +26,14 @@ from symdiff_jax.data.features import (
     one_hot,
 )
 from symdiff_jax.data.geom import convert_to_cache, load_cached
-from symdiff_jax.data.geom_features import graph_features
-from symdiff_jax.data.geom_pickles import load_geom_split, load_test_mols
 from symdiff_jax.data.geom_drugs import (
     GEOM_ATOM_TYPES,
     GEOM_MAX_ATOMS,
     geom_features,
     load_geom_drugs,
 )
+from symdiff_jax.data.geom_features import graph_features
+from symdiff_jax.data.geom_pickles import load_geom_split, load_test_mols
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
     SPLIT_SIZES,

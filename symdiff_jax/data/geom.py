@@ -20,6 +20,7 @@ from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
 from symdiff_jax.data.geom_pickles import (
     SPLIT_NAMES,
     WHERE_PUBLISHED,
+    add_conformers,
     load_geom_split,
     load_test_mols,
     load_test_smiles,
@@ -246,12 +247,7 @@ def load_cached(cache_dir: str | os.PathLike, split: str) -> dict[str, Any]:
             graph.UpdatePropertyCache(strict=False)
         graph.RemoveAllConformers()
         positions = np.stack([e.GetConformer().GetPositions() for e in entries])
-        for k, x in enumerate(positions):
-            conf = Chem.Conformer(graph.GetNumAtoms())
-            for i, p in enumerate(x):
-                conf.SetAtomPosition(i, p.tolist())
-            conf.SetId(k)
-            graph.AddConformer(conf, assignId=False)
+        add_conformers(graph, positions)
         for prop in list(graph.GetPropNames()):
             graph.ClearProp(prop)
         # Chiral tags as the original Mol had them (the SDF parser would not restore

@@ -59,6 +59,7 @@ __all__ = [
     "SPLIT_FILES",
     "SPLIT_NAMES",
     "WHERE_PUBLISHED",
+    "add_conformers",
     "load_geom_molecule",
     "load_geom_split",
     "load_split_indices",
@@ -126,6 +127,16 @@ def _graph_signature(mol: Any) -> tuple:
     return atoms, bonds
 
 
+def add_conformers(mol: Any, positions: np.ndarray) -> None:
+    """Adds one conformer per `positions[k] [N, 3]` (Angstrom) to `mol`, with ids 0..K-1."""
+    for k, x in enumerate(positions):
+        conf = Chem.Conformer(mol.GetNumAtoms())
+        for i, p in enumerate(x):
+            conf.SetAtomPosition(i, p.tolist())
+        conf.SetId(k)
+        mol.AddConformer(conf, assignId=False)
+
+
 def molecule_from_dict(
     data: Any, where: str, *, filter_reacted: bool = True, max_conformers: int | None = None
 ) -> tuple[dict[str, Any] | None, str | None]:
@@ -172,12 +183,7 @@ def molecule_from_dict(
     graph = Chem.Mol(kept[0][0])
     graph.RemoveAllConformers()
     positions = np.stack([m.GetConformer().GetPositions() for m, _, _ in kept])
-    for k, x in enumerate(positions):
-        conf = Chem.Conformer(graph.GetNumAtoms())
-        for i, p in enumerate(x):
-            conf.SetAtomPosition(i, p.tolist())
-        conf.SetId(k)
-        graph.AddConformer(conf, assignId=False)
+    add_conformers(graph, positions)
     raw = np.array([w for _, w, _ in kept], np.float64)
     weights = raw / raw.sum() if raw.sum() > 0 else np.full(len(raw), np.nan)
     if not np.all(np.isfinite(weights)):
