@@ -45,6 +45,7 @@ def test_size_histogram_counts():
         size_histogram(np.array([30]))
 
 
+@pytest.mark.allow_nonfinite
 def test_sample_num_atoms_follows_histogram(key):
     """Chi-square goodness of fit; false-alarm rate 1e-3 under a correct sampler."""
     hist = np.zeros(30, int)

@@ -173,6 +173,7 @@ def test_get_schedule_unknown_name(name):
         get_schedule(name)
 
 
+@pytest.mark.allow_nonfinite
 def test_factories_reject_bad_arguments():
     with pytest.raises(ValueError, match="num_steps"):
         polynomial_schedule(num_steps=0)

@@ -202,6 +202,7 @@ def test_equivariance_under_rotation_and_automorphism():
     np.testing.assert_allclose(permuted, base[p], atol=1e-4)
 
 
+@pytest.mark.allow_nonfinite
 def test_padding_and_bank_weights(x64):
     """Padded atoms (mask 0, automorphisms given on the real atoms only) leave the real rows
     unchanged and come back zero; an uncentred bank is centred; a bank of two conformers

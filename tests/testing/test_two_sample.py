@@ -72,6 +72,7 @@ def test_power_against_mean_and_covariance_changes():
         assert energy_test(a, b, num_permutations=999).pvalue == pytest.approx(1 / 1000)
 
 
+@pytest.mark.allow_nonfinite
 def test_input_errors():
     with pytest.raises(ValueError, match="same number of features"):
         energy_test(np.zeros((5, 2)), np.zeros((5, 3)))
