@@ -97,9 +97,7 @@ class SymDiffDenoiser(nnx.Module):
         embedding = getattr(self.eps_net, "distance_embedding", None)
         gamma_net = self.gamma_net
         shared = (
-            embedding is not None
-            and gamma_net is not None
-            and gamma_net.distance_embedding is embedding
+            embedding is not None and getattr(gamma_net, "distance_embedding", None) is embedding
         )
         return embedding(x, mask) if shared else None
 
