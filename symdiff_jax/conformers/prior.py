@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax.groups import com_free_normal, remove_com, rotate
+from symdiff_jax.groups import remove_com, rotate
 from symdiff_jax.metrics.alignment import kabsch
 
 __all__ = ["align_prior", "gaussian_prior", "harmonic_modes", "harmonic_prior"]
@@ -69,9 +69,11 @@ def harmonic_prior(
 def gaussian_prior(key: jax.Array, mask: jax.Array, dtype=jnp.float32) -> jax.Array:
     """A draw `[..., N, 3]` of `N(0, I)` on the CoM-free subspace of the real atoms.
 
-    `com_free_normal` (SymDiff paper 002, section 2.3) with the shape of `mask`.
+    `N_U(0, I)` of SymDiff (paper 002, section 2.3), as `groups.com_free_normal` (equal up
+    to float rounding): the draw is masked, then projected, `remove_com(z * mask, mask)`.
     """
-    return com_free_normal(key, mask.shape + (3,), mask, dtype)
+    z = jax.random.normal(key, mask.shape + (3,), dtype)
+    return remove_com(z * mask[..., None], mask)
 
 
 def align_prior(x_prior: jax.Array, x_data: jax.Array, mask: jax.Array) -> jax.Array:
