@@ -62,7 +62,7 @@ def test_gaussian_prior_is_com_free_and_masked():
 
 
 def test_gaussian_prior_is_float32_by_default_and_takes_a_dtype(x64):
-    mask = jnp.array([1.0, 1.0, 0.0])
+    mask = jnp.array([1.0, 1.0, 0.0], jnp.float32)
     assert gaussian_prior(jax.random.key(2), mask).dtype == jnp.float32
     x = gaussian_prior(jax.random.key(2), mask, jnp.float64)
     assert x.dtype == jnp.float64 and float(jnp.abs(x[2]).max()) == 0.0
