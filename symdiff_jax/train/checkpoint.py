@@ -36,10 +36,11 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
@@ -227,6 +228,7 @@ class Checkpointer:
         self.async_save = bool(async_save)
         self._manager: ocp.CheckpointManager | None = None
         self._unhashed: list[int] = []
+        self._ignored: list[int] = []  # damaged steps the manager does not see
         self._closed = False
 
     # ------------------------------------------------------------------ manager
@@ -266,19 +268,43 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
             )
+            return self._manager
         except Exception as e:  # Orbax reads every step's metrics on start-up.
-            damaged = self._damaged_steps_on_disk()
-            where = (
-                f"damaged step directories (content differs from their manifest): {damaged}"
-                if damaged
-                else "a step directory inside it is probably damaged (e.g. unreadable metrics)"
+            error = e
+        # A step whose files differ from its manifest is left out (and left on disk); the
+        # manager then opens on the intact steps.
+        damaged = self._damaged_steps_on_disk()
+        if damaged:
+            _logger.warning(
+                "Checkpoint directory %s: damaged step directories (content differs from "
+                "their manifest) are ignored: %s. Move them out of the folder.",
+                self.directory,
+                damaged,
             )
-            raise CheckpointError(
-                f"Could not open the checkpoint directory {self.directory}: "
-                f"{type(e).__name__}: {_short(e)}. {where[0].upper() + where[1:]}; move that "
-                "step directory out of the folder and try again."
-            ) from e
-        return self._manager
+            excluded = frozenset(int(os.path.basename(d)) for d in damaged)
+            self._ignored = sorted(excluded)
+            options = dataclasses.replace(
+                options, step_name_format=_Without(ocp.step.standard_name_format(), excluded)
+            )
+            try:
+                self._manager = ocp.CheckpointManager(
+                    self.directory,
+                    options=options,
+                    item_handlers=ocp.StandardCheckpointHandler(),
+                )
+                return self._manager
+            except Exception as e:
+                error = e
+        where = (
+            f"damaged step directories: {damaged}"
+            if damaged
+            else "a step directory inside it is probably damaged (e.g. unreadable metrics)"
+        )
+        raise CheckpointError(
+            f"Could not open the checkpoint directory {self.directory}: "
+            f"{type(error).__name__}: {_short(error)}. {where[0].upper() + where[1:]}; move "
+            "that step directory out of the folder and try again."
+        ) from error
 
     def _damaged_steps_on_disk(self) -> list[str]:
         """Paths of the integer-named folders whose files differ from their manifest."""
@@ -386,6 +412,15 @@ class Checkpointer:
         manager = self._get_manager(create=True)
         self.wait_until_finished()
         latest = self.latest_step()
+        if os.path.exists(self._step_dir(step)) and step not in self.all_steps():
+            _logger.warning(
+                "Checkpoint for step %d not saved: %s exists and is not a readable step "
+                "(damaged, or written by another program); move it out of %s.",
+                step,
+                self._step_dir(step),
+                self.directory,
+            )
+            return False
         if latest is not None and step <= latest:
             what = "already exists" if step in self.all_steps() else "is older than the latest"
             _logger.warning(
@@ -439,6 +474,12 @@ class Checkpointer:
             checkpoint.
         """
         steps = self.all_steps()
+        if not steps and self._ignored:
+            raise CheckpointError(
+                f"Every checkpoint in {self.directory} is damaged (steps {self._ignored}); "
+                "nothing was restored. Restore the folder from a backup, or start from "
+                "freshly initialised state in a new directory."
+            )
         if not steps:
             reason = "does not exist" if not os.path.isdir(self.directory) else "has no steps"
             raise CheckpointError(
@@ -563,6 +604,25 @@ class Checkpointer:
             f"best_metric={self.best_metric!r}, best_mode={self.best_mode!r}, "
             f"async_save={self.async_save})"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Without:
+    """An Orbax step ``NameFormat`` that does not see the ``excluded`` steps."""
+
+    base: Any
+    excluded: frozenset[int]
+
+    def build_name(self, step: int) -> str:
+        return self.base.build_name(step)
+
+    def find_all(self, base_path: Any) -> Iterator[Any]:
+        return (m for m in self.base.find_all(base_path) if m.step not in self.excluded)
+
+    def find_step(self, base_path: Any, step: int) -> Any:
+        if step in self.excluded:
+            raise ValueError(f"step {step} is damaged and ignored")
+        return self.base.find_step(base_path, step)
 
 
 class _DamagedStep(Exception):

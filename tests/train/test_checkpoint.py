@@ -332,7 +332,8 @@ def test_every_step_damaged_is_a_clear_error(tmp_path):
         ckpt.save(step, _small(step))
         _flip_byte(max(_files(tmp_path / str(step)), key=os.path.getsize))
     before = _checksums(tmp_path)
-    with pytest.raises(CheckpointError, match=r"Every checkpoint .* is damaged \(steps \[2, 1\]\)"):
+    expected = r"Every checkpoint .* is damaged \(steps \[2, 1\]\)"
+    with pytest.raises(CheckpointError, match=expected):
         Checkpointer(tmp_path).restore(_small(0))
     assert _checksums(tmp_path) == before
 
@@ -390,18 +391,29 @@ def test_structure_mismatch_lists_differences(tmp_path, change, expected):
     _assert_bit_identical(ckpt.restore(state), state)  # the matching target still works
 
 
-def test_corrupt_metrics_file_is_reported(tmp_path):
+def test_unreadable_metrics_file_is_ignored_with_its_step(tmp_path, caplog):
+    """Orbax reads every step's metrics when it opens: a damaged one is named and left out."""
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(1, _small(1), metrics={"val/nll": 1.0})
-    with open(tmp_path / "1" / "metrics" / "metrics", "w") as f:
+        ckpt.save(2, _small(2), metrics={"val/nll": 0.5})
+    (metrics_file,) = [f for f in _files(tmp_path / "2") if f.endswith("metrics")]
+    with open(metrics_file, "w") as f:
         f.write("{not json")
     before = _checksums(tmp_path)
-    with pytest.raises(CheckpointError, match="Could not open the checkpoint directory") as info:
-        Checkpointer(tmp_path).restore(_small(0))
-    damaged = "Damaged step directories (content differs from their manifest): "
-    damaged += f"['{tmp_path / '1'}']"
-    assert damaged in str(info.value)
+    with caplog.at_level("WARNING"):
+        fresh = Checkpointer(tmp_path)
+        assert int(fresh.restore(_small(0))["n"]) == 1
+    expected = f"differs from their manifest) are ignored: ['{tmp_path / '2'}']"
+    assert expected in caplog.text
+    assert fresh.all_steps() == [1] and fresh.best_step() == 1
+    assert fresh.save(2, _small(99)) is False  # the damaged directory is never overwritten
     assert _checksums(tmp_path) == before
+    (metrics_file,) = [f for f in _files(tmp_path / "1") if f.endswith("metrics")]
+    with open(metrics_file, "w") as f:
+        f.write("{not json")
+    expected = r"Every checkpoint .* is damaged \(steps \[1, 2\]\)"
+    with pytest.raises(CheckpointError, match=expected):
+        Checkpointer(tmp_path).restore(_small(0))
 
 
 # ---------------------------------------------------------------------------- shardings
