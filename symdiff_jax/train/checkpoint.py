@@ -433,13 +433,16 @@ class Checkpointer:
                 latest,
             )
             return False
-        saved = bool(
-            manager.save(step, args=ocp.args.StandardSave(state), metrics=clean, force=True)
-        )
-        if saved:
-            self._unhashed.append(step)
-            if not self.async_save:
-                self._write_manifests()
+        try:
+            saved = bool(
+                manager.save(step, args=ocp.args.StandardSave(state), metrics=clean, force=True)
+            )
+            if saved:
+                self._unhashed.append(step)
+                if not self.async_save:
+                    self._write_manifests()
+        except Exception as e:
+            raise _save_error(self.directory, step, e) from e
         return saved
 
     def _write_manifests(self) -> None:
@@ -580,9 +583,13 @@ class Checkpointer:
     def wait_until_finished(self) -> None:
         """Blocks until a background (async) save is committed and its manifest written."""
         if self._manager is not None:
-            self._manager.wait_until_finished()
-            if self._unhashed:
-                self._write_manifests()
+            try:
+                self._manager.wait_until_finished()
+                if self._unhashed:
+                    self._write_manifests()
+            except Exception as e:
+                steps, self._unhashed = self._unhashed, []
+                raise _save_error(self.directory, steps, e) from e
 
     def close(self) -> None:
         """Finishes pending saves and releases the manager. Safe to call twice."""
@@ -627,6 +634,15 @@ class _Without:
 
 class _DamagedStep(Exception):
     """A step whose files fail verification or cannot be read (restore may fall back)."""
+
+
+def _save_error(directory: str, step: Any, error: Exception) -> CheckpointError:
+    """The error of a failed save: what failed, and that earlier steps are untouched."""
+    return CheckpointError(
+        f"Saving checkpoint step {step} to {directory} failed: {type(error).__name__}: "
+        f"{_short(error)}. Earlier checkpoints are untouched. Fix the cause (e.g. free disk "
+        "space) and resume from the latest checkpoint."
+    )
 
 
 def _short(error: Exception, limit: int = 500) -> str:
