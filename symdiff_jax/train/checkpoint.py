@@ -44,17 +44,20 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
 from symdiff_jax.train.manifest import verify_manifest, write_manifest
+from symdiff_jax.train.tree_checks import (
+    MAX_LISTED,
+    abstract_target,
+    non_finite_leaves,
+    tree_differences,
+)
 
 __all__ = ["CheckpointError", "Checkpointer"]
 
 _logger = logging.getLogger(__name__)
-
-_MAX_LISTED = 20
 
 
 class CheckpointError(RuntimeError):
@@ -90,100 +93,6 @@ def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
             )
         out[str(name)] = float(array.reshape(()))
     return out
-
-
-def _key_str(path: tuple[str, ...]) -> str:
-    return "/".join(path)
-
-
-def _leaf_signature(leaf: Any) -> tuple[tuple[int, ...] | None, np.dtype | None]:
-    """(shape, dtype) as stored on disk; PRNG key arrays are stored as their key data."""
-    if isinstance(leaf, bool | int | float | complex):
-        return (), None  # Python scalars: Orbax picks the dtype itself.
-    shape = getattr(leaf, "shape", None)
-    dtype = getattr(leaf, "dtype", None)
-    if shape is None or dtype is None:
-        return None, None
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
-        return tuple(data.shape), np.dtype(data.dtype)
-    return tuple(shape), np.dtype(dtype)
-
-
-def _abstract_target(target: Any) -> Any:
-    """Target leaves as Orbax restore items, each with the sharding to restore onto.
-
-    jax.Array -> ShapeDtypeStruct with the array's sharding; ShapeDtypeStruct without a
-    sharding -> on the default device; NumPy arrays and Python scalars stay as they are
-    (restored as NumPy / Python values).
-    """
-    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-    def one(leaf):
-        if isinstance(leaf, jax.Array):
-            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
-        if isinstance(leaf, jax.ShapeDtypeStruct):
-            if leaf.sharding is None:
-                return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=default)
-            return leaf
-        return leaf
-
-    return jax.tree.map(one, target)
-
-
-def _tree_differences(stored: Mapping[tuple, Any], wanted: Mapping[tuple, Any]) -> list[str]:
-    """Human-readable lines for every key/shape/dtype where checkpoint and target differ."""
-    lines = []
-    missing = sorted(set(stored) - set(wanted))
-    extra = sorted(set(wanted) - set(stored))
-    if missing:
-        lines.append(f"  in the checkpoint but not in the target ({len(missing)}):")
-        lines += [f"    {_key_str(k)}" for k in missing[:_MAX_LISTED]]
-        if len(missing) > _MAX_LISTED:
-            lines.append(f"    ... and {len(missing) - _MAX_LISTED} more")
-    if extra:
-        lines.append(f"  in the target but not in the checkpoint ({len(extra)}):")
-        lines += [f"    {_key_str(k)}" for k in extra[:_MAX_LISTED]]
-        if len(extra) > _MAX_LISTED:
-            lines.append(f"    ... and {len(extra) - _MAX_LISTED} more")
-    changed = []
-    for k in sorted(set(stored) & set(wanted)):
-        meta = stored[k]
-        stored_shape = getattr(meta, "shape", None)
-        stored_dtype = getattr(meta, "dtype", None)
-        shape, dtype = _leaf_signature(wanted[k])
-        bad_shape = shape is not None and stored_shape is not None
-        bad_shape = bad_shape and tuple(stored_shape) != shape
-        bad_dtype = dtype is not None and stored_dtype is not None
-        bad_dtype = bad_dtype and np.dtype(stored_dtype) != dtype
-        if bad_shape or bad_dtype:
-            stored_desc = f"{tuple(stored_shape)} {np.dtype(stored_dtype).name}"
-            wanted_desc = f"{shape} {dtype.name if dtype is not None else '(python scalar)'}"
-            changed.append(f"    {_key_str(k)}: checkpoint {stored_desc}, target {wanted_desc}")
-    if changed:
-        lines.append(f"  shape or dtype differs ({len(changed)}):")
-        lines += changed[:_MAX_LISTED]
-        if len(changed) > _MAX_LISTED:
-            lines.append(f"    ... and {len(changed) - _MAX_LISTED} more")
-    return lines
-
-
-def _non_finite_leaves(state: Any) -> list[str]:
-    """Paths of floating-point leaves of `state` holding a NaN or Inf (checked on device)."""
-    bad = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
-        dtype = getattr(leaf, "dtype", None)
-        if isinstance(leaf, float):
-            finite = math.isfinite(leaf)
-        elif dtype is None or not jnp.issubdtype(dtype, jnp.inexact):
-            continue
-        elif isinstance(leaf, np.ndarray):
-            finite = bool(np.all(np.isfinite(leaf)))
-        else:
-            finite = bool(jnp.all(jnp.isfinite(leaf)))
-        if not finite:
-            bad.append(jax.tree_util.keystr(path))
-    return bad
 
 
 class Checkpointer:
@@ -401,9 +310,9 @@ class Checkpointer:
         step = int(step)
         clean = _clean_metrics(metrics)
         if not allow_non_finite:
-            bad = _non_finite_leaves(state)
+            bad = non_finite_leaves(state)
             if bad:
-                listed = ", ".join(bad[:_MAX_LISTED]) + (" ..." if len(bad) > _MAX_LISTED else "")
+                listed = ", ".join(bad[:MAX_LISTED]) + (" ..." if len(bad) > MAX_LISTED else "")
                 raise CheckpointError(
                     f"Refusing to save step {step} to {self.directory}: the state holds NaN or "
                     f"Inf values in {len(bad)} leaves ({listed}). The run diverged; resume "
@@ -448,9 +357,10 @@ class Checkpointer:
     def _write_manifests(self) -> None:
         """Writes the manifest of every committed step saved by this object without one."""
         on_disk = set(self.all_steps())
-        for step in self._unhashed:
-            if step in on_disk:
-                write_manifest(self._step_dir(step))
+        if jax.process_index() == 0:  # one writer on a shared file system
+            for step in self._unhashed:
+                if step in on_disk:
+                    write_manifest(self._step_dir(step))
         self._unhashed = []
 
     # ------------------------------------------------------------------ restore
@@ -564,7 +474,7 @@ class Checkpointer:
         except Exception as e:
             raise _DamagedStep(f"{damaged} Reading its metadata failed: {_short(e)}") from e
         wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(target, keep_empty_nodes=True))
-        differences = _tree_differences(stored, wanted)
+        differences = tree_differences(stored, wanted)
         if differences:
             raise CheckpointError(
                 f"The restore target does not match checkpoint step {step} in {step_dir}:\n"
@@ -574,7 +484,7 @@ class Checkpointer:
                 "matching sub-tree."
             )
         try:
-            return manager.restore(step, args=ocp.args.StandardRestore(_abstract_target(target)))
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract_target(target)))
         except Exception as e:
             raise _DamagedStep(f"{damaged} {type(e).__name__}: {_short(e)}") from e
 
