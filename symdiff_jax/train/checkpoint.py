@@ -237,11 +237,11 @@ class Checkpointer:
     # ------------------------------------------------------------------ queries
 
     def all_steps(self) -> list[int]:
-        """All steps on disk (latest ones and the best one), ascending."""
+        """All steps on disk (latest ones, the best one, damaged ones), ascending."""
         manager = self._get_manager(create=False)
         if manager is None:
             return []
-        return sorted(int(s) for s in manager.all_steps())
+        return sorted({int(s) for s in manager.all_steps()} | set(self._ignored))
 
     def latest_step(self) -> int | None:
         """The largest saved step, or None if there is none."""
@@ -251,7 +251,7 @@ class Checkpointer:
     def metrics(self, step: int) -> dict[str, float] | None:
         """The metrics saved with ``step`` ({} if none were given); None if not on disk."""
         manager = self._get_manager(create=False)
-        if manager is None or step not in self.all_steps():
+        if manager is None or step not in self.all_steps() or step in self._ignored:
             return None
         self.wait_until_finished()
         stored = manager.metrics(step)
@@ -321,7 +321,7 @@ class Checkpointer:
         manager = self._get_manager(create=True)
         self.wait_until_finished()
         latest = self.latest_step()
-        if os.path.exists(self._step_dir(step)) and step not in self.all_steps():
+        if os.path.exists(self._step_dir(step)) and step not in manager.all_steps():
             _logger.warning(
                 "Checkpoint for step %d not saved: %s exists and is not a readable step "
                 "(damaged, or written by another program); move it out of %s.",
@@ -387,12 +387,6 @@ class Checkpointer:
             checkpoint.
         """
         steps = self.all_steps()
-        if not steps and self._ignored:
-            raise CheckpointError(
-                f"Every checkpoint in {self.directory} is damaged (steps {self._ignored}); "
-                "nothing was restored. Restore the folder from a backup, or start from "
-                "freshly initialised state in a new directory."
-            )
         if not steps:
             reason = "does not exist" if not os.path.isdir(self.directory) else "has no steps"
             raise CheckpointError(

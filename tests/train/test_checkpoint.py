@@ -405,13 +405,13 @@ def test_unreadable_metrics_file_is_ignored_with_its_step(tmp_path, caplog):
         assert int(fresh.restore(_small(0))["n"]) == 1
     expected = f"differs from their manifest) are ignored: ['{tmp_path / '2'}']"
     assert expected in caplog.text
-    assert fresh.all_steps() == [1] and fresh.best_step() == 1
+    assert fresh.all_steps() == [1, 2] and fresh.best_step() == 1 and fresh.metrics(2) is None
     assert fresh.save(2, _small(99)) is False  # the damaged directory is never overwritten
     assert _checksums(tmp_path) == before
     (metrics_file,) = [f for f in _files(tmp_path / "1") if f.endswith("metrics")]
     with open(metrics_file, "w") as f:
         f.write("{not json")
-    expected = r"Every checkpoint .* is damaged \(steps \[1, 2\]\)"
+    expected = r"Every checkpoint .* is damaged \(steps \[2, 1\]\)"
     with pytest.raises(CheckpointError, match=expected):
         Checkpointer(tmp_path).restore(_small(0))
 
