@@ -425,14 +425,8 @@ def make_sharded_train_step(
       (pass it through `shard_batch`), `key` and the metrics replicated.
     """
 
-    step = bind_train_step(
-        graphdef,
-        loss_fn,
-        optimizer,
-        ema_decay=ema_decay,
-        ema_warmup=ema_warmup,
-        max_abs_param=max_abs_param,
-    )
+    options = {"ema_decay": ema_decay, "ema_warmup": ema_warmup, "max_abs_param": max_abs_param}
+    step = bind_train_step(graphdef, loss_fn, optimizer, **options)
     rep = replicated(mesh)
     return jax.jit(
         step,

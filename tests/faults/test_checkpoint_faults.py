@@ -32,7 +32,7 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-def _state(step: int) -> dict:
+def state_at(step: int) -> dict:
     """The state saved at `step`: a pure function of the step (floats, ints, a counter)."""
     rng = np.random.default_rng(step)
     return {
@@ -46,11 +46,11 @@ def _state(step: int) -> dict:
 
 
 def _target() -> dict:
-    return jax.eval_shape(lambda: _state(0))
+    return jax.eval_shape(lambda: state_at(0))
 
 
 def _assert_state(restored: dict, step: int) -> None:
-    expected = _state(step)
+    expected = state_at(step)
     assert jax.tree.structure(restored) == jax.tree.structure(expected)
     for a, e in zip(jax.tree.leaves(restored), jax.tree.leaves(expected), strict=True):
         assert np.asarray(a).tobytes() == np.asarray(e).tobytes()
@@ -92,7 +92,7 @@ def test_damage_to_each_file_of_the_newest_step(tmp_path, damage, caplog):
     pristine = tmp_path / "pristine"
     with Checkpointer(pristine, max_to_keep=3) as ckpt:
         for step in (1, 2):
-            ckpt.save(step, _state(step), metrics={"val/nll": 1.0 / step})
+            ckpt.save(step, state_at(step), metrics={"val/nll": 1.0 / step})
     files = [f for f in _files(pristine / "2") if os.path.getsize(f) > 0 or damage == "deleted"]
     assert len(files) >= 4, files  # arrays, their metadata, step metadata, metrics, manifest
     step1 = _checksums(pristine / "1")
@@ -120,14 +120,14 @@ def test_damage_to_each_file_of_the_newest_step(tmp_path, damage, caplog):
             assert str(work / "2") in str(info.value) and "restore(step=1)" in str(info.value)
         assert _checksums(work) == before, relative  # reading changed nothing
         assert _checksums(work / "1") == step1
-        assert fresh.save(2, _state(2)) is False  # the damaged step is never overwritten
+        assert fresh.save(2, state_at(2)) is False  # the damaged step is never overwritten
         assert _checksums(work) == before
 
 
 def test_damage_to_every_step_is_a_clear_error(tmp_path):
     with Checkpointer(tmp_path) as ckpt:
         for step in (1, 2):
-            ckpt.save(step, _state(step))
+            ckpt.save(step, state_at(step))
     for step in (1, 2):
         _flip_bytes(max(_files(tmp_path / str(step)), key=os.path.getsize))
     with pytest.raises(CheckpointError, match=r"Every checkpoint .* is damaged"):
@@ -137,7 +137,7 @@ def test_damage_to_every_step_is_a_clear_error(tmp_path):
 def test_disk_full_while_writing_metadata(tmp_path, monkeypatch):
     """ENOSPC from the writer of the checkpoint's JSON files, in the middle of a save."""
     with Checkpointer(tmp_path) as ckpt:
-        ckpt.save(1, _state(1), metrics={"val/nll": 1.0})
+        ckpt.save(1, state_at(1), metrics={"val/nll": 1.0})
     before = _checksums(tmp_path)
     path_type = type(epath.Path(str(tmp_path)))
     real_write_text = path_type.write_text
@@ -150,7 +150,7 @@ def test_disk_full_while_writing_metadata(tmp_path, monkeypatch):
     monkeypatch.setattr(path_type, "write_text", full_disk)
     ckpt = Checkpointer(tmp_path)
     with pytest.raises(CheckpointError, match="No space left on device") as info:
-        ckpt.save(2, _state(2), metrics={"val/nll": 0.5})
+        ckpt.save(2, state_at(2), metrics={"val/nll": 0.5})
     assert calls, "the patched writer was never reached"
     message = str(info.value)
     assert "step 2" in message and str(tmp_path) in message and "untouched" in message
@@ -159,7 +159,7 @@ def test_disk_full_while_writing_metadata(tmp_path, monkeypatch):
     assert {k: v for k, v in _checksums(tmp_path).items() if k.startswith("1/")} == before
     with Checkpointer(tmp_path) as again:  # space freed: the run resumes and saves again
         _assert_state(again.restore(_target()), 1)
-        assert again.save(2, _state(2))
+        assert again.save(2, state_at(2))
         _assert_state(again.restore(_target()), 2)
 
 
@@ -186,7 +186,7 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs):
     ckpt = Checkpointer(directory, max_to_keep=1000, best_metric=None)
     with pytest.raises(CheckpointError, match="No space left on device") as info:
         for step in range(1, 1000):
-            ckpt.save(step, _state(step))
+            ckpt.save(step, state_at(step))
             saved.append(step)
     assert saved and f"step {saved[-1] + 1}" in str(info.value)
     fresh = Checkpointer(directory)
@@ -197,21 +197,15 @@ def test_disk_full_on_a_small_tmpfs(small_tmpfs):
 
 _SAVER = textwrap.dedent(
     """
-    import sys
-    import numpy as np, jax.numpy as jnp
+    import importlib.util, sys
     from symdiff_jax.train.checkpoint import Checkpointer
     from symdiff_jax.train.workdir_lock import workdir_lock
 
-    def state(step):
-        rng = np.random.default_rng(step)
-        return {
-            "params": {
-                "w": jnp.asarray(rng.standard_normal((32, 16)), jnp.float32),
-                "b": jnp.asarray(rng.standard_normal(16), jnp.float32),
-            },
-            "count": jnp.asarray(rng.integers(0, 1000, 4), jnp.int32),
-            "step": jnp.asarray(step, jnp.int32),
-        }
+    # The states of this test file, so that parent and child save the same values.
+    spec = importlib.util.spec_from_file_location("faults", sys.argv[2])
+    faults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(faults)
+    state = faults.state_at
 
     workdir = sys.argv[1]
     with workdir_lock(workdir), Checkpointer(workdir + "/ckpt", max_to_keep=2) as ckpt:
@@ -228,7 +222,7 @@ def _start_saver(workdir):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO_ROOT, env.get("PYTHONPATH")]))
     return subprocess.Popen(
-        [sys.executable, "-c", _SAVER, str(workdir)],
+        [sys.executable, "-c", _SAVER, str(workdir), os.path.abspath(__file__)],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -268,7 +262,7 @@ def test_kill_9_while_saving(tmp_path):
     delay = float(np.random.default_rng(0).uniform(0.0, 1.0))
     step = _check_after_kill(tmp_path, _kill_while_saving(tmp_path, delay))
     with Checkpointer(tmp_path / "ckpt", max_to_keep=2) as ckpt:
-        assert ckpt.save(step + 1, _state(step + 1))
+        assert ckpt.save(step + 1, state_at(step + 1))
         _assert_state(ckpt.restore(_target()), step + 1)
 
 
