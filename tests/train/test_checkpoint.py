@@ -207,6 +207,7 @@ def test_async_save(tmp_path):
         _assert_bit_identical(ckpt.restore(_abstract(state)), state)  # waits for the writes
         assert ckpt.all_steps() == [0, 1, 2]
         assert ckpt.best_step() == 2
+        assert [ckpt.verify(step) for step in range(3)] == [[], [], []]  # manifests written
     with Checkpointer(tmp_path) as reopened:
         _assert_bit_identical(reopened.restore(_abstract(state), best=True), state)
 
