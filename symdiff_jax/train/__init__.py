@@ -22,7 +22,7 @@ from symdiff_jax.train.step import (
     state_is_sound,
     train_step,
 )
-from symdiff_jax.train.workdir_lock import WorkdirLockedError, workdir_lock
+from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
 
 __all__ = [
     "CheckpointError",

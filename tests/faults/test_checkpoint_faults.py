@@ -25,7 +25,7 @@ from etils import epath
 
 from symdiff_jax.train.checkpoint import Checkpointer, CheckpointError
 from symdiff_jax.train.manifest import MANIFEST_FILE
-from symdiff_jax.train.workdir_lock import WorkdirLockedError, workdir_lock
+from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -199,7 +199,7 @@ _SAVER = textwrap.dedent(
     """
     import importlib.util, sys
     from symdiff_jax.train.checkpoint import Checkpointer
-    from symdiff_jax.train.workdir_lock import workdir_lock
+    from symdiff_jax.train.lock import workdir_lock
 
     # The states of this test file, so that parent and child save the same values.
     spec = importlib.util.spec_from_file_location("faults", sys.argv[2])

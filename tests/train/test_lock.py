@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from symdiff_jax.train import workdir_lock as workdir_lock_module
-from symdiff_jax.train.workdir_lock import LOCK_FILE, WorkdirLockedError, workdir_lock
+from symdiff_jax.train import lock as lock_module
+from symdiff_jax.train.lock import LOCK_FILE, WorkdirLockedError, workdir_lock
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -17,7 +17,7 @@ _HOLDER = textwrap.dedent(
     """
     import importlib.util, sys
     # The module alone, by path: the package's JAX import would slow the test down.
-    spec = importlib.util.spec_from_file_location("workdir_lock", sys.argv[2])
+    spec = importlib.util.spec_from_file_location("lock", sys.argv[2])
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with module.workdir_lock(sys.argv[1]):
@@ -32,7 +32,7 @@ def _start_holder(workdir):
     path = os.pathsep.join(filter(None, [REPO_ROOT, os.environ.get("PYTHONPATH")]))
     env = dict(os.environ, PYTHONPATH=path)
     proc = subprocess.Popen(
-        [sys.executable, "-c", _HOLDER, str(workdir), workdir_lock_module.__file__],
+        [sys.executable, "-c", _HOLDER, str(workdir), lock_module.__file__],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
