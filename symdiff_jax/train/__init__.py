@@ -1,4 +1,5 @@
-"""Training: state, optimiser, the pure train step, the host loop, checkpoints, logging."""
+"""Training: state, optimiser, the pure train step, the host loop, checkpoints, logging,
+the workdir lock."""
 
 from symdiff_jax.train.checkpoint import Checkpointer, CheckpointError
 from symdiff_jax.train.loop import NonFiniteLossError, fit
@@ -18,8 +19,10 @@ from symdiff_jax.train.step import (
     make_eval_step,
     make_train_step,
     reduce_losses,
+    state_is_sound,
     train_step,
 )
+from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
 
 __all__ = [
     "CheckpointError",
@@ -27,6 +30,7 @@ __all__ = [
     "MetricWriter",
     "NonFiniteLossError",
     "TrainState",
+    "WorkdirLockedError",
     "bind_train_step",
     "count_parameters",
     "ema_decay_at",
@@ -39,6 +43,8 @@ __all__ = [
     "read_metrics_jsonl",
     "reduce_losses",
     "split_model",
+    "state_is_sound",
     "train_step",
     "update_ema",
+    "workdir_lock",
 ]

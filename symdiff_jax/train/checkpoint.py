@@ -1,24 +1,29 @@
-"""Checkpoints of training state: the latest few steps plus the best one, via Orbax.
+"""Checkpoints of training state over Orbax's `CheckpointManager`: latest steps, best step,
+verified content.
 
 One directory holds one step directory per checkpoint (``<directory>/<step>/``), written
-by a single :class:`orbax.checkpoint.CheckpointManager`. Its retention policy keeps
+by a single :class:`orbax.checkpoint.CheckpointManager` whose preservation policy keeps
+the ``max_to_keep`` most recent steps (``LatestN``) and, besides, the single best step by
+``metrics[best_metric]`` (``BestN``; smallest for ``best_mode="min"``, largest for
+``"max"``; on a tie the later step). A save whose metrics lack ``best_metric``, or carry
+a NaN/Inf value for it, can never become the best.
 
-* the ``max_to_keep`` most recent steps, and
-* separately, the single best step by ``metrics[best_metric]`` (smallest for
-  ``best_mode="min"``, largest for ``"max"``; ties go to the earlier step),
+Every step carries a manifest of the sha256 of its files (see
+:mod:`symdiff_jax.train.manifest`), written once Orbax has committed the step. A restore
+checks it first: a damaged step (a changed, truncated or missing file) is named in a
+warning and the newest intact step is restored instead; an explicitly requested step
+(``step=`` or ``best=True``) that is damaged raises. A step without a manifest (the
+process stopped between Orbax's commit and the hashing) is restored with a warning.
 
-so the best step survives however many later saves follow. A save whose metrics lack
-``best_metric``, or carry a NaN/Inf value for it, can never become the best. The metrics
-of every save are stored next to its arrays (``<directory>/<step>/metrics/metrics``, JSON),
-which is how a new :class:`Checkpointer` on the same directory finds the best step again.
+Saves refuse a state with a NaN or Inf floating-point value (``CheckpointError``), so a
+checkpoint never holds one. Steps only increase: ``save`` of a step at or below the
+latest saved step is skipped (it returns ``False`` and logs a warning) and never
+overwrites anything on disk.
 
-Steps only increase: ``save`` of a step at or below the latest saved step is skipped (it
-returns ``False`` and logs a warning) and never overwrites anything on disk.
-
-Restores are checked before any array is read: the step directory must hold its metadata,
-and the target must have the checkpoint's keys, shapes and dtypes; every failure raises
-:class:`CheckpointError` with a message naming the directory, the step, what is wrong and
-what to do. A failed restore only reads: nothing on disk is deleted or rewritten.
+Restores are checked before any array is read: the target must have the checkpoint's
+keys, shapes and dtypes; every failure raises :class:`CheckpointError` with a message
+naming the directory, the step, what is wrong and what to do. A restore only reads:
+nothing on disk is deleted or rewritten.
 
 Example::
 
@@ -32,57 +37,31 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from symdiff_jax.train.manifest import verify_manifest, write_manifest
+from symdiff_jax.train.tree_checks import (
+    MAX_LISTED,
+    abstract_target,
+    non_finite_leaves,
+    tree_differences,
+)
+
 __all__ = ["CheckpointError", "Checkpointer"]
 
 _logger = logging.getLogger(__name__)
 
-# Item and file names inside one step directory, as Orbax 0.12 writes them.
-_ITEM = "default"
-_STEP_METADATA_FILE = "_CHECKPOINT_METADATA"
-_TREE_METADATA_FILE = "_METADATA"
-_MAX_LISTED = 20
-
 
 class CheckpointError(RuntimeError):
-    """A checkpoint could not be found, read, or matched to the restore target."""
-
-
-@dataclasses.dataclass
-class _KeepBest:
-    """Orbax preservation policy: keep the single step with the best finite metric.
-
-    Checkpoints are visited in save order (which is step order, since steps only
-    increase); a later checkpoint replaces the current best only when strictly better.
-    """
-
-    metric: str
-    mode: str
-
-    def should_preserve(self, checkpoints: Sequence[Any], *, context: Any) -> list[bool]:
-        del context
-        best_index, best_value = None, None
-        for index, info in enumerate(checkpoints):
-            value = _finite_metric(info.metrics, self.metric)
-            if value is None:
-                continue
-            if best_value is None or _better(value, best_value, self.mode):
-                best_index, best_value = index, value
-        return [index == best_index for index in range(len(checkpoints))]
-
-
-def _better(a: float, b: float, mode: str) -> bool:
-    return a < b if mode == "min" else a > b
+    """A checkpoint could not be found, read, verified, or matched to the restore target."""
 
 
 def _finite_metric(metrics: Mapping[str, Any] | None, name: str) -> float | None:
@@ -116,82 +95,6 @@ def _clean_metrics(metrics: Mapping[str, Any] | None) -> dict[str, float]:
     return out
 
 
-def _key_str(path: tuple[str, ...]) -> str:
-    return "/".join(path)
-
-
-def _leaf_signature(leaf: Any) -> tuple[tuple[int, ...] | None, np.dtype | None]:
-    """(shape, dtype) as stored on disk; PRNG key arrays are stored as their key data."""
-    if isinstance(leaf, bool | int | float | complex):
-        return (), None  # Python scalars: Orbax picks the dtype itself.
-    shape = getattr(leaf, "shape", None)
-    dtype = getattr(leaf, "dtype", None)
-    if shape is None or dtype is None:
-        return None, None
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
-        return tuple(data.shape), np.dtype(data.dtype)
-    return tuple(shape), np.dtype(dtype)
-
-
-def _abstract_target(target: Any) -> Any:
-    """Target leaves as Orbax restore items, each with the sharding to restore onto.
-
-    jax.Array -> ShapeDtypeStruct with the array's sharding; ShapeDtypeStruct without a
-    sharding -> on the default device; NumPy arrays and Python scalars stay as they are
-    (restored as NumPy / Python values).
-    """
-    default = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-
-    def one(leaf):
-        if isinstance(leaf, jax.Array):
-            return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=leaf.sharding)
-        if isinstance(leaf, jax.ShapeDtypeStruct):
-            if leaf.sharding is None:
-                return jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=default)
-            return leaf
-        return leaf
-
-    return jax.tree.map(one, target)
-
-
-def _tree_differences(stored: Mapping[tuple, Any], wanted: Mapping[tuple, Any]) -> list[str]:
-    """Human-readable lines for every key/shape/dtype where checkpoint and target differ."""
-    lines = []
-    missing = sorted(set(stored) - set(wanted))
-    extra = sorted(set(wanted) - set(stored))
-    if missing:
-        lines.append(f"  in the checkpoint but not in the target ({len(missing)}):")
-        lines += [f"    {_key_str(k)}" for k in missing[:_MAX_LISTED]]
-        if len(missing) > _MAX_LISTED:
-            lines.append(f"    ... and {len(missing) - _MAX_LISTED} more")
-    if extra:
-        lines.append(f"  in the target but not in the checkpoint ({len(extra)}):")
-        lines += [f"    {_key_str(k)}" for k in extra[:_MAX_LISTED]]
-        if len(extra) > _MAX_LISTED:
-            lines.append(f"    ... and {len(extra) - _MAX_LISTED} more")
-    changed = []
-    for k in sorted(set(stored) & set(wanted)):
-        meta = stored[k]
-        stored_shape = getattr(meta, "shape", None)
-        stored_dtype = getattr(meta, "dtype", None)
-        shape, dtype = _leaf_signature(wanted[k])
-        bad_shape = shape is not None and stored_shape is not None
-        bad_shape = bad_shape and tuple(stored_shape) != shape
-        bad_dtype = dtype is not None and stored_dtype is not None
-        bad_dtype = bad_dtype and np.dtype(stored_dtype) != dtype
-        if bad_shape or bad_dtype:
-            stored_desc = f"{tuple(stored_shape)} {np.dtype(stored_dtype).name}"
-            wanted_desc = f"{shape} {dtype.name if dtype is not None else '(python scalar)'}"
-            changed.append(f"    {_key_str(k)}: checkpoint {stored_desc}, target {wanted_desc}")
-    if changed:
-        lines.append(f"  shape or dtype differs ({len(changed)}):")
-        lines += changed[:_MAX_LISTED]
-        if len(changed) > _MAX_LISTED:
-            lines.append(f"    ... and {len(changed) - _MAX_LISTED} more")
-    return lines
-
-
 class Checkpointer:
     """Saves and restores pytrees of arrays; keeps the latest steps and the best step.
 
@@ -203,8 +106,9 @@ class Checkpointer:
       best_metric: Name of the metric that ranks steps, or None to keep only the latest.
       best_mode: ``"min"`` (smaller is better) or ``"max"``.
       async_save: If True, ``save`` returns once the arrays are copied off the devices and
-        writes in a background thread; call ``wait_until_finished`` (``close`` and every
-        restore do) before relying on the files.
+        writes in a background thread; call ``wait_until_finished`` (``close``, the next
+        save and every restore do) before relying on the files. The manifest of an
+        asynchronous save is written by that wait.
 
     The state may be any pytree of arrays: nested dicts, NamedTuples (optax states),
     ``flax.nnx.State``, 0-d arrays, typed PRNG key arrays (stored as their key data), NumPy
@@ -232,6 +136,8 @@ class Checkpointer:
         self.best_mode = best_mode
         self.async_save = bool(async_save)
         self._manager: ocp.CheckpointManager | None = None
+        self._unhashed: list[int] = []
+        self._ignored: list[int] = []  # damaged steps the manager does not see
         self._closed = False
 
     # ------------------------------------------------------------------ manager
@@ -248,10 +154,18 @@ class Checkpointer:
             return None
         policies = [ocp.checkpoint_managers.LatestN(n=self.max_to_keep)]
         if self.best_metric is not None:
-            policies.append(_KeepBest(metric=self.best_metric, mode=self.best_mode))
+            # BestN keeps the last of the checkpoints sorted by increasing value: rank so
+            # that larger is better and missing/non-finite metrics rank last.
+            sign = -1.0 if self.best_mode == "min" else 1.0
+            policies.append(
+                ocp.checkpoint_managers.BestN(
+                    get_metric_fn=lambda m: sign * self._rank(m),
+                    n=1,
+                    keep_checkpoints_without_metrics=False,
+                )
+            )
         options = ocp.CheckpointManagerOptions(
-            # best_fn is set so that Orbax stores each save's metrics; retention is
-            # decided by preservation_policy alone.
+            # best_fn is always set so that Orbax stores every save's metrics.
             best_fn=self._rank,
             best_mode=self.best_mode,
             preservation_policy=ocp.checkpoint_managers.AnyPreservationPolicy(policies),
@@ -263,16 +177,54 @@ class Checkpointer:
             self._manager = ocp.CheckpointManager(
                 self.directory, options=options, item_handlers=ocp.StandardCheckpointHandler()
             )
+            return self._manager
         except Exception as e:  # Orbax reads every step's metrics on start-up.
-            raise CheckpointError(
-                f"Could not open the checkpoint directory {self.directory}: "
-                f"{type(e).__name__}: {e}. A step directory inside it is probably damaged "
-                "(e.g. an unreadable metrics/metrics file); move or delete that step "
-                "directory and try again."
-            ) from e
-        return self._manager
+            error = e
+        # A step whose files differ from its manifest is left out (and left on disk); the
+        # manager then opens on the intact steps.
+        damaged = self._damaged_steps_on_disk()
+        if damaged:
+            _logger.warning(
+                "Checkpoint directory %s: damaged step directories (content differs from "
+                "their manifest) are ignored: %s. Move them out of the folder.",
+                self.directory,
+                damaged,
+            )
+            excluded = frozenset(int(os.path.basename(d)) for d in damaged)
+            self._ignored = sorted(excluded)
+            options = dataclasses.replace(
+                options, step_name_format=_Without(ocp.step.standard_name_format(), excluded)
+            )
+            try:
+                self._manager = ocp.CheckpointManager(
+                    self.directory,
+                    options=options,
+                    item_handlers=ocp.StandardCheckpointHandler(),
+                )
+                return self._manager
+            except Exception as e:
+                error = e
+        where = (
+            f"damaged step directories: {damaged}"
+            if damaged
+            else "a step directory inside it is probably damaged (e.g. unreadable metrics)"
+        )
+        raise CheckpointError(
+            f"Could not open the checkpoint directory {self.directory}: "
+            f"{type(error).__name__}: {_short(error)}. {where[0].upper() + where[1:]}; move "
+            "that step directory out of the folder and try again."
+        ) from error
 
-    def _rank(self, metrics: Mapping[str, Any]) -> float:
+    def _damaged_steps_on_disk(self) -> list[str]:
+        """Paths of the integer-named folders whose files differ from their manifest."""
+        out = []
+        for name in sorted(os.listdir(self.directory)):
+            path = os.path.join(self.directory, name)
+            if name.isdigit() and os.path.isdir(path) and verify_manifest(path):
+                out.append(path)
+        return out
+
+    def _rank(self, metrics: Mapping[str, Any] | None) -> float:
         """Orbax ``best_fn``: the best metric, with missing/non-finite ranked worst."""
         value = _finite_metric(metrics, self.best_metric) if self.best_metric else None
         if value is None:
@@ -285,11 +237,11 @@ class Checkpointer:
     # ------------------------------------------------------------------ queries
 
     def all_steps(self) -> list[int]:
-        """All steps on disk (latest ones and the best one), ascending."""
+        """All steps on disk (latest ones, the best one, damaged ones), ascending."""
         manager = self._get_manager(create=False)
         if manager is None:
             return []
-        return sorted(int(s) for s in manager.all_steps())
+        return sorted({int(s) for s in manager.all_steps()} | set(self._ignored))
 
     def latest_step(self) -> int | None:
         """The largest saved step, or None if there is none."""
@@ -299,29 +251,42 @@ class Checkpointer:
     def metrics(self, step: int) -> dict[str, float] | None:
         """The metrics saved with ``step`` ({} if none were given); None if not on disk."""
         manager = self._get_manager(create=False)
-        if manager is None or step not in self.all_steps():
+        if manager is None or step not in self.all_steps() or step in self._ignored:
             return None
         self.wait_until_finished()
         stored = manager.metrics(step)
         return dict(stored) if stored is not None else {}
 
     def best_step(self) -> int | None:
-        """The step with the best finite ``best_metric``, or None (also if it is None)."""
-        if self.best_metric is None:
+        """The step with the best finite ``best_metric`` (the later on a tie), or None."""
+        manager = self._get_manager(create=False)
+        if self.best_metric is None or manager is None:
             return None
         self.wait_until_finished()
-        best, best_value = None, None
-        for step in self.all_steps():
-            value = _finite_metric(self.metrics(step), self.best_metric)
-            if value is not None and (
-                best_value is None or _better(value, best_value, self.best_mode)
-            ):
-                best, best_value = step, value
-        return best
+        step = manager.best_step()
+        if step is None or _finite_metric(self.metrics(step), self.best_metric) is None:
+            return None
+        return int(step)
+
+    def verify(self, step: int) -> list[str] | None:
+        """Checks ``step``'s files against its manifest.
+
+        Returns:
+          None if the step has no manifest; else the list of problems (empty: intact).
+        """
+        self.wait_until_finished()
+        return verify_manifest(self._step_dir(step))
 
     # ------------------------------------------------------------------ save
 
-    def save(self, step: int, state: Any, *, metrics: Mapping[str, float] | None = None) -> bool:
+    def save(
+        self,
+        step: int,
+        state: Any,
+        *,
+        metrics: Mapping[str, float] | None = None,
+        allow_non_finite: bool = False,
+    ) -> bool:
         """Saves ``state`` as ``step``; returns True if written, False if skipped.
 
         Args:
@@ -331,16 +296,40 @@ class Checkpointer:
           state: Pytree of arrays.
           metrics: Optional flat mapping name -> number stored with the step; the value of
             ``best_metric`` (if present and finite) ranks the step for ``best_step``.
+          allow_non_finite: Save a state holding NaN/Inf values (for arrays that hold
+            them by design); by default such a state raises.
 
         Returns:
           True if the checkpoint was written (or, with ``async_save``, started).
+
+        Raises:
+          CheckpointError: the state holds a NaN or Inf (nothing is written).
         """
         if isinstance(step, bool) or not isinstance(step, int | np.integer) or step < 0:
             raise ValueError(f"step must be a non-negative integer, got {step!r}.")
         step = int(step)
         clean = _clean_metrics(metrics)
+        if not allow_non_finite:
+            bad = non_finite_leaves(state)
+            if bad:
+                listed = ", ".join(bad[:MAX_LISTED]) + (" ..." if len(bad) > MAX_LISTED else "")
+                raise CheckpointError(
+                    f"Refusing to save step {step} to {self.directory}: the state holds NaN or "
+                    f"Inf values in {len(bad)} leaves ({listed}). The run diverged; resume "
+                    "from the last checkpoint with a lower learning rate."
+                )
         manager = self._get_manager(create=True)
+        self.wait_until_finished()
         latest = self.latest_step()
+        if os.path.exists(self._step_dir(step)) and step not in manager.all_steps():
+            _logger.warning(
+                "Checkpoint for step %d not saved: %s exists and is not a readable step "
+                "(damaged, or written by another program); move it out of %s.",
+                step,
+                self._step_dir(step),
+                self.directory,
+            )
+            return False
         if latest is not None and step <= latest:
             what = "already exists" if step in self.all_steps() else "is older than the latest"
             _logger.warning(
@@ -353,14 +342,31 @@ class Checkpointer:
                 latest,
             )
             return False
-        return bool(
-            manager.save(step, args=ocp.args.StandardSave(state), metrics=clean, force=True)
-        )
+        try:
+            saved = bool(
+                manager.save(step, args=ocp.args.StandardSave(state), metrics=clean, force=True)
+            )
+            if saved:
+                self._unhashed.append(step)
+                if not self.async_save:
+                    self._write_manifests()
+        except Exception as e:
+            raise _save_error(self.directory, step, e) from e
+        return saved
+
+    def _write_manifests(self) -> None:
+        """Writes the manifest of every committed step saved by this object without one."""
+        on_disk = set(self.all_steps())
+        if jax.process_index() == 0:  # one writer on a shared file system
+            for step in self._unhashed:
+                if step in on_disk:
+                    write_manifest(self._step_dir(step))
+        self._unhashed = []
 
     # ------------------------------------------------------------------ restore
 
     def restore(self, target: Any, step: int | None = None, *, best: bool = False) -> Any:
-        """Restores a saved step into the structure (and shardings) of ``target``.
+        """Restores a verified step into the structure (and shardings) of ``target``.
 
         Args:
           target: Pytree with the structure of the saved state. Leaves may be concrete
@@ -368,15 +374,17 @@ class Checkpointer:
             ``sharding``, when given, decides where the restored array is placed, so a
             checkpoint written on any device layout restores onto the target's. Leaves
             without a sharding go to the default device.
-          step: Step to restore; default: the latest (or the best, with ``best=True``).
+          step: Step to restore; default: the newest intact step (or the best, with
+            ``best=True``). Damaged newer steps are skipped with a warning naming them.
           best: Restore the best step by ``best_metric``.
 
         Returns:
           A pytree of the target's structure holding the restored, bit-exact values.
 
         Raises:
-          CheckpointError: no checkpoints, unknown step, no best step, damaged step
-            directory, or a target whose keys/shapes/dtypes differ from the checkpoint.
+          CheckpointError: no checkpoints, unknown step, no best step, a requested step
+            (or every step) damaged, or a target whose keys/shapes/dtypes differ from the
+            checkpoint.
         """
         steps = self.all_steps()
         if not steps:
@@ -400,15 +408,33 @@ class Checkpointer:
                     f"restore(step={step}, best=True): the best step in {self.directory} is "
                     f"{best_step}. Pass either step or best=True."
                 )
-            step = best_step
+            candidates, explicit = [best_step], True
         elif step is None:
-            step = steps[-1]
+            candidates, explicit = steps[::-1], False
         elif step not in steps:
             raise CheckpointError(
                 f"No checkpoint for step {step} in {self.directory}; available steps: "
                 f"{steps}. Pass one of these as step=, or omit it for the latest."
             )
-        step = int(step)
+        else:
+            candidates, explicit = [int(step)], True
+        damaged = []
+        for candidate in candidates:
+            try:
+                return self._restore_step(target, candidate, steps)
+            except _DamagedStep as e:
+                if explicit:
+                    raise CheckpointError(str(e)) from e.__cause__
+                damaged.append(candidate)
+                _logger.warning("%s Falling back to the previous step.", e)
+        raise CheckpointError(
+            f"Every checkpoint in {self.directory} is damaged (steps {damaged}); nothing "
+            "was restored. Restore the folder from a backup, or start from freshly "
+            "initialised state in a new directory."
+        )
+
+    def _restore_step(self, target: Any, step: int, steps: list[int]) -> Any:
+        """Verifies and restores one step; raises _DamagedStep or CheckpointError."""
         step_dir = self._step_dir(step)
         earlier = [s for s in steps if s < step]
         fix = (
@@ -417,11 +443,21 @@ class Checkpointer:
             else "restore another step"
         )
         damaged = (
-            f"Checkpoint step directory {step_dir} (step {step}) is damaged"
-            f" and cannot be restored. Use {fix}, or delete {step_dir} (and any step written "
-            "after it) and restore again."
+            f"Checkpoint step directory {step_dir} (step {step}) is damaged and cannot be "
+            f"restored. Use {fix}, or delete {step_dir} (and any step written after it) and "
+            "restore again."
         )
-        self._check_metadata_files(step_dir, damaged)
+        problems = verify_manifest(step_dir)
+        if problems:
+            listed = "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else "")
+            raise _DamagedStep(f"{damaged} Files differ from its manifest: {listed}.")
+        if problems is None:
+            _logger.warning(
+                "Checkpoint step %d in %s has no content manifest (the run stopped right "
+                "after writing it); restoring it without verification.",
+                step,
+                step_dir,
+            )
         manager = self._get_manager(create=False)
         try:
             stored_tree = manager.item_metadata(step)
@@ -430,9 +466,9 @@ class Checkpointer:
                 raise ValueError("no array metadata found")
             stored = ocp.tree.to_flat_dict(stored_tree)
         except Exception as e:
-            raise CheckpointError(f"{damaged} Reading its metadata failed: {e}") from e
+            raise _DamagedStep(f"{damaged} Reading its metadata failed: {_short(e)}") from e
         wanted = ocp.tree.to_flat_dict(ocp.tree.serialize_tree(target, keep_empty_nodes=True))
-        differences = _tree_differences(stored, wanted)
+        differences = tree_differences(stored, wanted)
         if differences:
             raise CheckpointError(
                 f"The restore target does not match checkpoint step {step} in {step_dir}:\n"
@@ -442,34 +478,27 @@ class Checkpointer:
                 "matching sub-tree."
             )
         try:
-            return manager.restore(step, args=ocp.args.StandardRestore(_abstract_target(target)))
+            return manager.restore(step, args=ocp.args.StandardRestore(abstract_target(target)))
         except Exception as e:
-            raise CheckpointError(f"{damaged} {type(e).__name__}: {_short(e)}") from e
-
-    @staticmethod
-    def _check_metadata_files(step_dir: str, damaged: str) -> None:
-        """The two JSON metadata files Orbax writes for every step must exist and parse."""
-        for relative in (_STEP_METADATA_FILE, os.path.join(_ITEM, _TREE_METADATA_FILE)):
-            path = os.path.join(step_dir, relative)
-            try:
-                with open(path, encoding="utf-8") as f:
-                    json.load(f)
-            except FileNotFoundError as e:
-                raise CheckpointError(f"{damaged} Missing metadata file {path}.") from e
-            except (OSError, ValueError) as e:
-                raise CheckpointError(f"{damaged} Unreadable metadata file {path}: {e}") from e
+            raise _DamagedStep(f"{damaged} {type(e).__name__}: {_short(e)}") from e
 
     # ------------------------------------------------------------------ lifecycle
 
     def wait_until_finished(self) -> None:
-        """Blocks until a background (async) save has been written and committed."""
+        """Blocks until a background (async) save is committed and its manifest written."""
         if self._manager is not None:
-            self._manager.wait_until_finished()
+            try:
+                self._manager.wait_until_finished()
+                if self._unhashed:
+                    self._write_manifests()
+            except Exception as e:
+                steps, self._unhashed = self._unhashed, []
+                raise _save_error(self.directory, steps, e) from e
 
     def close(self) -> None:
         """Finishes pending saves and releases the manager. Safe to call twice."""
         if self._manager is not None:
-            self._manager.wait_until_finished()
+            self.wait_until_finished()
             self._manager.close()
             self._manager = None
         self._closed = True
@@ -486,6 +515,38 @@ class Checkpointer:
             f"best_metric={self.best_metric!r}, best_mode={self.best_mode!r}, "
             f"async_save={self.async_save})"
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Without:
+    """An Orbax step ``NameFormat`` that does not see the ``excluded`` steps."""
+
+    base: Any
+    excluded: frozenset[int]
+
+    def build_name(self, step: int) -> str:
+        return self.base.build_name(step)
+
+    def find_all(self, base_path: Any) -> Iterator[Any]:
+        return (m for m in self.base.find_all(base_path) if m.step not in self.excluded)
+
+    def find_step(self, base_path: Any, step: int) -> Any:
+        if step in self.excluded:
+            raise ValueError(f"step {step} is damaged and ignored")
+        return self.base.find_step(base_path, step)
+
+
+class _DamagedStep(Exception):
+    """A step whose files fail verification or cannot be read (restore may fall back)."""
+
+
+def _save_error(directory: str, step: Any, error: Exception) -> CheckpointError:
+    """The error of a failed save: what failed, and that earlier steps are untouched."""
+    return CheckpointError(
+        f"Saving checkpoint step {step} to {directory} failed: {type(error).__name__}: "
+        f"{_short(error)}. Earlier checkpoints are untouched. Fix the cause (e.g. free disk "
+        "space) and resume from the latest checkpoint."
+    )
 
 
 def _short(error: Exception, limit: int = 500) -> str:

@@ -3,7 +3,8 @@
 `fit` drives a compiled `step_fn(state, batch, key) -> (state, metrics)` (see
 `symdiff_jax.train.step`) over a batch iterator that starts at the state's step, so
 a run restored from a checkpoint continues exactly where it stopped. The step keeps
-the old state when a loss or gradient is not finite; `fit` checks that flag before
+the old state when a loss, a gradient or the updated state is not sound (see
+`symdiff_jax.train.step.state_is_sound`); `fit` checks that flag before
 every log, evaluation and checkpoint and stops with `NonFiniteLossError` naming the
 first bad step, so no checkpoint ever holds a state that came after a NaN.
 """
@@ -22,7 +23,7 @@ from symdiff_jax.train.state import TrainState
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A training step produced a NaN/Inf loss or gradient."""
+    """A training step produced a NaN/Inf loss or gradient, or an unsound new state."""
 
 
 def _mean_metrics(buffer: list[dict[str, Any]]) -> dict[str, float]:
@@ -38,7 +39,8 @@ def _check_finite(buffer: list[dict[str, Any]], first_step: int, checkpointer) -
         step = first_step + int(bad[0])
         last = checkpointer.latest_step() if checkpointer is not None else None
         raise NonFiniteLossError(
-            f"Non-finite loss or gradient at step {step} (the update was skipped). "
+            f"Non-finite loss, gradient or updated parameters at step {step} (the update "
+            "was skipped). "
             f"The last checkpoint (step {last}) was written before it and is kept. Lower "
             "the learning rate, check the data, or resume from that checkpoint."
         )

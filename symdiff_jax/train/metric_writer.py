@@ -6,8 +6,9 @@
     {"step": 100, "train/loss": 0.52, "train/grad_norm": NaN}
 
 and, unless ``tensorboard=False``, writes the same scalars as TensorBoard summaries to an
-event file under ``<workdir>/tensorboard/`` (via tensorboardX; view with
-``tensorboard --logdir <workdir>/tensorboard``).
+event file under ``<workdir>/tensorboard/`` (via tensorboardX's ``SummaryWriter``; view
+with ``tensorboard --logdir <workdir>/tensorboard``), together with images (e.g. grids
+of samples, ``write_image``) and text (e.g. the run's configuration, ``write_config``).
 
 Non-finite values are written as they are: the JSON file uses Python's ``json`` tokens
 ``NaN``, ``Infinity`` and ``-Infinity`` (not strict JSON, but ``json.loads`` and
@@ -16,7 +17,9 @@ as IEEE values. Each line is flushed when written, so a crashed run keeps every 
 
 A writer opened on a workdir that already has metrics appends (a resumed run keeps the
 earlier lines; steps written again after a resume then appear twice in the JSON file, in
-the order written) and starts a new event file next to the old ones.
+the order written) and starts a new event file next to the old ones. ``SummaryWriter``
+writes from a background thread and its own flush does not wait for it, so ``flush``
+closes the event file (every event is then on disk) and the next write starts another.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from tensorboardX import SummaryWriter
 
 __all__ = ["MetricWriter", "read_metrics_jsonl"]
 
@@ -56,8 +60,7 @@ class MetricWriter:
 
     Args:
       workdir: Run directory (created if missing).
-      tensorboard: Also write TensorBoard event files under ``<workdir>/tensorboard/``
-        (needs the ``tensorboardX`` package).
+      tensorboard: Also write TensorBoard event files under ``<workdir>/tensorboard/``.
 
     Use as a context manager, or call ``close`` at the end of the run.
     """
@@ -66,9 +69,8 @@ class MetricWriter:
         self.workdir = os.path.abspath(os.fspath(workdir))
         os.makedirs(self.workdir, exist_ok=True)
         self.path = os.path.join(self.workdir, METRICS_FILE)
-        self._tb = None
-        if tensorboard:
-            self._tb = _EventFile(os.path.join(self.workdir, TENSORBOARD_DIR))
+        self._tb_dir = os.path.join(self.workdir, TENSORBOARD_DIR) if tensorboard else None
+        self._tb: SummaryWriter | None = None
         self._file = open(self.path, "a", encoding="utf-8")
         # A run killed in the middle of a line leaves no final newline; start on a new line
         # so that the broken line does not swallow the first line written now.
@@ -86,6 +88,18 @@ class MetricWriter:
     def _check_open(self) -> None:
         if self._file is None:
             raise RuntimeError(f"MetricWriter for {self.workdir} is closed; open a new one.")
+
+    def _summary_writer(self) -> SummaryWriter | None:
+        """The open TensorBoard writer (started on first use), or None without TensorBoard."""
+        if self._tb_dir is None:
+            return None
+        if self._tb is None:
+            # tensorboardX names event files by whole seconds: two writers started within
+            # one second would share, and truncate, one file. The suffix keeps names unique
+            # and in creation order when sorted.
+            suffix = f".{time.time_ns():020d}.{os.getpid()}"
+            self._tb = SummaryWriter(self._tb_dir, filename_suffix=suffix)
+        return self._tb
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         """Writes one line ``{"step": step, **scalars}`` and one TensorBoard point per scalar.
@@ -110,21 +124,68 @@ class MetricWriter:
         step = int(step)
         self._file.write(json.dumps({"step": step, **values}, allow_nan=True) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            self._tb.write_scalars(step, values)
+        tb = self._summary_writer()
+        if tb is not None:
+            wall_time = time.time()
+            for name, value in values.items():
+                tb.add_scalar(name, value, step, walltime=wall_time)
 
     def write_text(self, step: int, name: str, text: str) -> None:
         """Writes a text summary to TensorBoard (no-op when ``tensorboard=False``)."""
         self._check_open()
-        if self._tb is not None:
-            self._tb.write_text(int(step), name, str(text))
+        tb = self._summary_writer()
+        if tb is not None:
+            tb.add_text(name, str(text), int(step))
+
+    def write_config(self, config: Any, *, step: int = 0, name: str = "config") -> None:
+        """Writes a run's configuration to TensorBoard as text (no-op without TensorBoard).
+
+        Args:
+          config: a mapping (written as indented JSON; values JSON cannot hold are written
+            with ``str``), an object with ``to_dict()`` (e.g. an ``ml_collections``
+            ``ConfigDict``), or a string (written as it is).
+          step: the step to file it under.
+          name: the text summary's tag.
+        """
+        if hasattr(config, "to_dict"):
+            config = config.to_dict()
+        if not isinstance(config, str):
+            config = json.dumps(config, indent=2, sort_keys=True, default=str)
+        # TensorBoard renders text as Markdown: a code block keeps the layout.
+        self.write_text(step, name, "```\n" + config + "\n```")
+
+    def write_image(self, step: int, name: str, image: Any) -> None:
+        """Writes one image (e.g. a grid of samples) to TensorBoard (no-op without it).
+
+        Args:
+          step: training step.
+          name: the image's tag.
+          image: ``[H, W]`` (grey) or ``[H, W, 3|4]`` array, floats in [0, 1] or uint8.
+        """
+        self._check_open()
+        array = np.asarray(image)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (1, 3, 4)):
+            raise ValueError(
+                f"Image {name!r} must have shape [H, W] or [H, W, 1|3|4], got {array.shape}."
+            )
+        if array.dtype != np.uint8 and not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(
+                f"Image {name!r} must be uint8 or floats in [0, 1], got {array.dtype}."
+            )
+        tb = self._summary_writer()
+        if tb is not None:
+            tb.add_image(name, array, int(step), dataformats="HW" if array.ndim == 2 else "HWC")
 
     def flush(self) -> None:
-        """Pushes buffered TensorBoard events to disk (JSON lines are flushed when written)."""
+        """Puts every event written so far on disk (JSON lines are flushed when written).
+
+        The TensorBoard event file is closed; the next write starts a new one.
+        """
         self._check_open()
         self._file.flush()
         if self._tb is not None:
-            self._tb.flush()
+            self._tb.close()
+            self._tb = None
 
     def close(self) -> None:
         """Flushes and closes both outputs. Safe to call twice."""
@@ -148,53 +209,6 @@ class MetricWriter:
                 self.close()
             except Exception:  # Interpreter shutdown: nothing sensible left to do.
                 pass
-
-
-class _EventFile:
-    """A synchronous TensorBoard event file (tensorboardX's record format and protos).
-
-    tensorboardX's ``SummaryWriter`` hands events to a background thread, and its
-    ``flush`` does not wait for that thread, so a flushed event may still be missing from
-    the file. Writing here happens in the caller's thread: after ``flush`` every event is
-    on disk.
-    """
-
-    def __init__(self, logdir: str):
-        try:
-            from tensorboardX.event_file_writer import EventsWriter
-            from tensorboardX.proto.event_pb2 import Event
-            from tensorboardX.proto.summary_pb2 import Summary
-            from tensorboardX.summary import text as text_summary
-        except ImportError as e:
-            raise ImportError(
-                "MetricWriter(tensorboard=True) needs the tensorboardX package: "
-                "pip install tensorboardX, or pass tensorboard=False."
-            ) from e
-        self._event, self._summary, self._text = Event, Summary, text_summary
-        os.makedirs(logdir, exist_ok=True)
-        # tensorboardX names event files by whole seconds and opens them with "wb": two
-        # writers started within one second would share, and truncate, one file. The
-        # suffix makes the name unique and keeps files in creation order when sorted.
-        suffix = f".{time.time_ns():020d}.{os.getpid()}"
-        self._writer = EventsWriter(os.path.join(logdir, "events"), suffix)
-
-    def _write(self, step: int, summary) -> None:
-        self._writer.write_event(self._event(wall_time=time.time(), step=step, summary=summary))
-
-    def write_scalars(self, step: int, values: Mapping[str, float]) -> None:
-        value = self._summary.Value
-        self._write(
-            step, self._summary(value=[value(tag=k, simple_value=v) for k, v in values.items()])
-        )
-
-    def write_text(self, step: int, name: str, text: str) -> None:
-        self._write(step, self._text(name, text))
-
-    def flush(self) -> None:
-        self._writer.flush()
-
-    def close(self) -> None:
-        self._writer.close()
 
 
 def read_metrics_jsonl(path: str | os.PathLike, *, skip_invalid: bool = False) -> list[dict]:

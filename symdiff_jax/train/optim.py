@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import math
+import numbers
+
 import optax
+
+
+def _check_number(name: str, value: object, *, positive: bool) -> None:
+    """Raises ValueError unless `value` is a finite real number, > 0 or >= 0."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value) and (value > 0 if positive else value >= 0)
+    if not ok:
+        bound = "> 0" if positive else ">= 0"
+        raise ValueError(
+            f"{name} must be a finite number {bound}, got {value!r}. Fix it in the "
+            "optimiser configuration."
+        )
 
 
 def make_optimizer(
@@ -33,10 +48,18 @@ def make_optimizer(
     Returns:
       an `optax.GradientTransformation`.
     """
-    if learning_rate <= 0 or weight_decay < 0:
-        raise ValueError(
-            f"learning_rate must be > 0 and weight_decay >= 0; got {learning_rate}, {weight_decay}."
-        )
+    _check_number("learning_rate", learning_rate, positive=True)
+    _check_number("weight_decay", weight_decay, positive=False)
+    _check_number("eps", eps, positive=False)
+    for name, value in (("b1", b1), ("b2", b2)):
+        _check_number(name, value, positive=False)
+        if value >= 1:
+            raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
+    if clip_norm is not None:
+        _check_number("clip_norm", clip_norm, positive=True)
+    integral = isinstance(warmup_steps, numbers.Integral) and not isinstance(warmup_steps, bool)
+    if not integral or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}.")
     if warmup_steps:
         lr = optax.linear_schedule(0.0, learning_rate, int(warmup_steps))
     else:

@@ -39,7 +39,7 @@ from flax import nnx
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from symdiff_jax.train.state import TrainState
-from symdiff_jax.train.step import LossFn, bind_train_step
+from symdiff_jax.train.step import DEFAULT_MAX_ABS_PARAM, LossFn, bind_train_step
 
 __all__ = [
     "DATA_AXIS",
@@ -407,12 +407,14 @@ def make_sharded_train_step(
     *,
     ema_decay: float = 0.9999,
     ema_warmup: bool = True,
+    max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM,
     donate: bool = True,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """`jax.jit(train_step)` over a data mesh: batch split, state on `shardings`.
 
     Args:
-      graphdef, loss_fn, optimizer, ema_decay, ema_warmup: as for `train_step`.
+      graphdef, loss_fn, optimizer, ema_decay, ema_warmup, max_abs_param: as for
+        `train_step`.
       mesh: the 1-D data mesh.
       shardings: `state_shardings(state, mesh, fsdp)`; the new state comes out on the
         same shardings, so the old one's buffers are reused when `donate`.
@@ -423,7 +425,8 @@ def make_sharded_train_step(
       (pass it through `shard_batch`), `key` and the metrics replicated.
     """
 
-    step = bind_train_step(graphdef, loss_fn, optimizer, ema_decay=ema_decay, ema_warmup=ema_warmup)
+    options = {"ema_decay": ema_decay, "ema_warmup": ema_warmup, "max_abs_param": max_abs_param}
+    step = bind_train_step(graphdef, loss_fn, optimizer, **options)
     rep = replicated(mesh)
     return jax.jit(
         step,

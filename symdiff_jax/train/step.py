@@ -3,9 +3,12 @@
 A loss function `loss_fn(model, batch, key) -> dict of [B] arrays` (unreduced, with
 a `"loss"` entry) is the only model-specific piece; the step merges the parameters
 into the module, reduces the per-example values (the one place that reduces), takes
-gradients, clips and applies the optimiser, updates the EMA and keeps the old state
-whenever the loss or the gradients are not finite (the host loop then stops with the
-step number, see `symdiff_jax.train.loop`).
+gradients, clips and applies the optimiser, updates the EMA, and keeps the old state
+whenever the loss, the gradients or the new state are not sound: a NaN/Inf loss or
+gradient norm, or a NaN/Inf/overflowing leaf of the updated parameters, EMA or
+optimiser state (the host loop then stops with the step number, see
+`symdiff_jax.train.loop`). A state that a checkpoint can receive has therefore passed
+this check.
 """
 
 from __future__ import annotations
@@ -29,9 +32,33 @@ def reduce_losses(per_example: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     return {k: jnp.mean(v) for k, v in per_example.items()}
 
 
-def _all_finite(tree: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+DEFAULT_MAX_ABS_PARAM = 1e6
+
+
+def _all_within(tree: Any, bound: float | None) -> jax.Array:
+    """True iff every floating leaf is finite and, with a bound, `|x| <= bound` everywhere.
+
+    A comparison with NaN is False, so `|x| <= bound` also rejects NaN and Inf.
+    """
+    checks = []
+    for x in jax.tree.leaves(tree):
+        if not jnp.issubdtype(jnp.result_type(x), jnp.inexact):
+            continue
+        checks.append(jnp.all(jnp.isfinite(x) if bound is None else jnp.abs(x) <= bound))
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
+def state_is_sound(
+    state: TrainState, max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM
+) -> jax.Array:
+    """True iff `state` may be kept and saved: params, EMA and optimiser state all finite,
+    and every parameter and EMA value within `max_abs_param` in magnitude (None: no bound).
+
+    A bound far above any trained weight catches a diverging update (e.g. a huge learning
+    rate) before the values overflow.
+    """
+    params_ok = _all_within((state.params, state.ema_params), max_abs_param)
+    return params_ok & _all_within(state.opt_state, None)
 
 
 def train_step(
@@ -44,6 +71,7 @@ def train_step(
     optimizer: optax.GradientTransformation,
     ema_decay: float,
     ema_warmup: bool = True,
+    max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser update. Pure; the key is folded by the step inside.
 
@@ -57,11 +85,13 @@ def train_step(
       optimizer: an optax transformation.
       ema_decay: EMA decay (see `ema_decay_at`).
       ema_warmup: use the warmup form of the decay.
+      max_abs_param: largest magnitude a parameter or EMA value may reach (None: only
+        finiteness is checked); an update past it is skipped like a NaN one.
 
     Returns:
       `(new_state, metrics)`: metrics hold the batch means of every loss entry,
       `grad_norm` and `finite` (1.0 if the update was applied, 0.0 if it was skipped
-      because something was NaN/Inf).
+      because the loss, the gradients or the new state failed `state_is_sound`).
     """
     step_key = jax.random.fold_in(key, state.step)
 
@@ -74,20 +104,18 @@ def train_step(
     grad_norm = optax.tree.norm(grads)
     # A NaN or Inf anywhere in the gradients makes their norm NaN or Inf (as does a norm
     # past float32's range): the metric's reduction serves as the check too.
-    finite = _all_finite(metrics["loss"]) & jnp.isfinite(grad_norm)
+    finite = _all_within(metrics["loss"], None) & jnp.isfinite(grad_norm)
 
-    def apply(state: TrainState) -> TrainState:
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        decay = ema_decay_at(state.step, ema_decay, ema_warmup)
-        return TrainState(
-            state.step + 1, params, opt_state, update_ema(state.ema_params, params, decay)
-        )
-
-    # The update runs inside the taken branch and writes the branch's output buffers
-    # directly; the skip branch copies the old state (only on a bad step). Selecting
-    # between a precomputed new state and the old one would copy every leaf each step.
-    new = jax.lax.cond(finite, apply, lambda state: state, state)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    decay = ema_decay_at(state.step, ema_decay, ema_warmup)
+    candidate = TrainState(
+        state.step + 1, params, opt_state, update_ema(state.ema_params, params, decay)
+    )
+    # The new state itself is checked: a finite gradient can still give non-finite or
+    # runaway parameters (a NaN or huge learning rate, an overflowing optimiser moment).
+    finite = finite & state_is_sound(candidate, max_abs_param)
+    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), candidate, state)
     metrics = dict(metrics, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
     return new, metrics
 
@@ -99,10 +127,18 @@ def make_train_step(
     *,
     ema_decay: float = 0.9999,
     ema_warmup: bool = True,
+    max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM,
     donate: bool = True,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """`jax.jit(train_step)` with everything static bound; donates the old state."""
-    step = bind_train_step(graphdef, loss_fn, optimizer, ema_decay=ema_decay, ema_warmup=ema_warmup)
+    step = bind_train_step(
+        graphdef,
+        loss_fn,
+        optimizer,
+        ema_decay=ema_decay,
+        ema_warmup=ema_warmup,
+        max_abs_param=max_abs_param,
+    )
     return jax.jit(step, donate_argnums=(0,) if donate else ())
 
 
@@ -113,6 +149,7 @@ def bind_train_step(
     *,
     ema_decay: float = 0.9999,
     ema_warmup: bool = True,
+    max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
     """`train_step` with its static arguments bound: `step(state, batch, key)`, not compiled."""
     return functools.partial(
@@ -122,6 +159,7 @@ def bind_train_step(
         optimizer=optimizer,
         ema_decay=ema_decay,
         ema_warmup=ema_warmup,
+        max_abs_param=max_abs_param,
     )
 
 

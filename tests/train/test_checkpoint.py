@@ -16,6 +16,7 @@ import pytest
 from flax import nnx
 
 from symdiff_jax.train.checkpoint import Checkpointer, CheckpointError
+from symdiff_jax.train.manifest import MANIFEST_FILE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -92,7 +93,7 @@ def test_roundtrip_is_bit_identical(tmp_path):
     """float32 (with -0, NaN, +-Inf, a denormal), int32, key data, typed keys, AdamW, nnx.State."""
     state = _make_state(0)
     with Checkpointer(tmp_path / "ckpt") as ckpt:
-        assert ckpt.save(5, state)
+        assert ckpt.save(5, state, allow_non_finite=True)
         restored = ckpt.restore(_abstract(state))
     _assert_bit_identical(restored, state)
     assert isinstance(restored, _TrainState)
@@ -105,7 +106,7 @@ def test_restore_into_concrete_target_replaces_its_values(tmp_path):
     """A concrete target (other values, same structure) only supplies structure/placement."""
     state, other = _make_state(1), _make_state(2)
     ckpt = Checkpointer(tmp_path)
-    ckpt.save(1, state)
+    ckpt.save(1, state, allow_non_finite=True)
     _assert_bit_identical(ckpt.restore(other), state)
 
 
@@ -133,12 +134,12 @@ def test_numpy_and_python_scalar_leaves(tmp_path):
 
 
 def _expected_best(history, mode):
-    """Independent reference: first step with the best finite metric, or None."""
+    """Independent reference: the step with the best finite metric (the later on a tie)."""
     best = None
     for step, value in history:
         if value is None or not math.isfinite(value):
             continue
-        if best is None or (value < best[1] if mode == "min" else value > best[1]):
+        if best is None or (value <= best[1] if mode == "min" else value >= best[1]):
             best = (step, value)
     return None if best is None else best[0]
 
@@ -158,7 +159,7 @@ def test_keeps_latest_n_plus_best(tmp_path, mode):
         assert ckpt.all_steps() == expected, (step, mode)
         assert ckpt.best_step() == best
     best = _expected_best(history, mode)
-    assert best == (2 if mode == "min" else 10)
+    assert best == (9 if mode == "min" else 10)
     assert int(ckpt.restore(_small(0), best=True)["n"]) == best
     assert ckpt.metrics(best)["val/nll"] == values[best - 1]
 
@@ -202,10 +203,11 @@ def test_async_save(tmp_path):
     state = _make_state(3)
     with Checkpointer(tmp_path, async_save=True) as ckpt:
         for step in range(3):
-            assert ckpt.save(step, state, metrics={"val/nll": 1.0 - step})
+            assert ckpt.save(step, state, metrics={"val/nll": 1.0 - step}, allow_non_finite=True)
         _assert_bit_identical(ckpt.restore(_abstract(state)), state)  # waits for the writes
         assert ckpt.all_steps() == [0, 1, 2]
         assert ckpt.best_step() == 2
+        assert [ckpt.verify(step) for step in range(3)] == [[], [], []]  # manifests written
     with Checkpointer(tmp_path) as reopened:
         _assert_bit_identical(reopened.restore(_abstract(state), best=True), state)
 
@@ -274,9 +276,19 @@ def test_restore_unknown_step_lists_available(tmp_path):
         ckpt.restore(_small(0), step=2, best=True)
 
 
-def _largest_file(directory):
-    files = [os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs]
-    return max(files, key=os.path.getsize)
+def _files(directory) -> list[str]:
+    """Every file under `directory` except the manifest, found by listing it."""
+    return sorted(
+        os.path.join(r, f) for r, _, fs in os.walk(directory) for f in fs if f != MANIFEST_FILE
+    )
+
+
+def _flip_byte(path):
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
 
 
 def _truncate(path):
@@ -284,40 +296,70 @@ def _truncate(path):
         f.truncate(os.path.getsize(path) // 2)
 
 
-def _garbage(path):
-    size = os.path.getsize(path)
-    with open(path, "wb") as f:
-        f.write(np.random.default_rng(0).bytes(size))
-
-
 _CORRUPTIONS = {
-    "truncated array data": lambda d: _truncate(_largest_file(d / "default")),
-    "garbage array data": lambda d: _garbage(_largest_file(d / "default")),
-    "truncated ocdbt manifest": lambda d: _truncate(d / "default" / "manifest.ocdbt"),
-    "missing step metadata": lambda d: os.remove(d / "_CHECKPOINT_METADATA"),
-    "missing tree metadata": lambda d: os.remove(d / "default" / "_METADATA"),
-    "garbage tree metadata": lambda d: _garbage(d / "default" / "_METADATA"),
+    "flipped byte in the largest file": lambda d: _flip_byte(max(_files(d), key=os.path.getsize)),
+    "truncated largest file": lambda d: _truncate(max(_files(d), key=os.path.getsize)),
+    "deleted smallest file": lambda d: os.remove(min(_files(d), key=os.path.getsize)),
 }
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize("corruption", sorted(_CORRUPTIONS))
-def test_corrupt_step_raises_and_touches_nothing(tmp_path, corruption):
+def test_damaged_step_is_named_and_the_previous_one_restored(tmp_path, corruption, caplog):
     state = {"w": jnp.asarray(np.random.default_rng(1).standard_normal((64, 64)), jnp.float32)}
     ckpt = Checkpointer(tmp_path)
     ckpt.save(1, state)
     ckpt.save(2, jax.tree.map(lambda x: x + 1, state))
+    assert ckpt.verify(1) == [] and ckpt.verify(2) == []
     _CORRUPTIONS[corruption](tmp_path / "2")
+    assert ckpt.verify(2)
     before = _checksums(tmp_path)
     fresh = Checkpointer(tmp_path)  # as after a crash: a new process opens the folder
     with pytest.raises(CheckpointError) as info:
-        fresh.restore(_abstract(state))
+        fresh.restore(_abstract(state), step=2)
     message = str(info.value)
     assert str(tmp_path / "2") in message and "step 2" in message
     assert "restore(step=1)" in message and "delete" in message
     assert _checksums(tmp_path) == before
-    _assert_bit_identical(fresh.restore(_abstract(state), step=1), state)
+    with caplog.at_level("WARNING"):
+        _assert_bit_identical(fresh.restore(_abstract(state)), state)
+    assert str(tmp_path / "2") in caplog.text and "Falling back" in caplog.text
     assert _checksums(tmp_path) == before
+
+
+def test_every_step_damaged_is_a_clear_error(tmp_path):
+    ckpt = Checkpointer(tmp_path)
+    for step in (1, 2):
+        ckpt.save(step, _small(step))
+        _flip_byte(max(_files(tmp_path / str(step)), key=os.path.getsize))
+    before = _checksums(tmp_path)
+    expected = r"Every checkpoint .* is damaged \(steps \[2, 1\]\)"
+    with pytest.raises(CheckpointError, match=expected):
+        Checkpointer(tmp_path).restore(_small(0))
+    assert _checksums(tmp_path) == before
+
+
+def test_step_without_manifest_restores_with_a_warning(tmp_path, caplog):
+    ckpt = Checkpointer(tmp_path)
+    ckpt.save(1, _small(1))
+    os.remove(tmp_path / "1" / MANIFEST_FILE)
+    assert ckpt.verify(1) is None
+    with caplog.at_level("WARNING"):
+        assert int(Checkpointer(tmp_path).restore(_small(0))["n"]) == 1
+    assert "no content manifest" in caplog.text
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_state_is_refused(tmp_path, bad):
+    ckpt = Checkpointer(tmp_path)
+    ckpt.save(1, _small(1))
+    before = _checksums(tmp_path)
+    state = {"a": {"w": jnp.ones(3).at[1].set(bad)}, "n": jnp.zeros((), jnp.int32)}
+    expected = r"Refusing to save step 2 .*NaN or Inf .*\['a'\]\['w'\]"
+    with pytest.raises(CheckpointError, match=expected):
+        ckpt.save(2, state)
+    assert _checksums(tmp_path) == before and ckpt.all_steps() == [1]
+    assert ckpt.save(2, state, allow_non_finite=True)
 
 
 @pytest.mark.parametrize(
@@ -350,15 +392,29 @@ def test_structure_mismatch_lists_differences(tmp_path, change, expected):
     _assert_bit_identical(ckpt.restore(state), state)  # the matching target still works
 
 
-def test_corrupt_metrics_file_is_reported(tmp_path):
+def test_unreadable_metrics_file_is_ignored_with_its_step(tmp_path, caplog):
+    """Orbax reads every step's metrics when it opens: a damaged one is named and left out."""
     with Checkpointer(tmp_path) as ckpt:
         ckpt.save(1, _small(1), metrics={"val/nll": 1.0})
-    with open(tmp_path / "1" / "metrics" / "metrics", "w") as f:
+        ckpt.save(2, _small(2), metrics={"val/nll": 0.5})
+    (metrics_file,) = [f for f in _files(tmp_path / "2") if f.endswith("metrics")]
+    with open(metrics_file, "w") as f:
         f.write("{not json")
     before = _checksums(tmp_path)
-    with pytest.raises(CheckpointError, match="Could not open the checkpoint directory"):
-        Checkpointer(tmp_path).restore(_small(0))
+    with caplog.at_level("WARNING"):
+        fresh = Checkpointer(tmp_path)
+        assert int(fresh.restore(_small(0))["n"]) == 1
+    expected = f"differs from their manifest) are ignored: ['{tmp_path / '2'}']"
+    assert expected in caplog.text
+    assert fresh.all_steps() == [1, 2] and fresh.best_step() == 1 and fresh.metrics(2) is None
+    assert fresh.save(2, _small(99)) is False  # the damaged directory is never overwritten
     assert _checksums(tmp_path) == before
+    (metrics_file,) = [f for f in _files(tmp_path / "1") if f.endswith("metrics")]
+    with open(metrics_file, "w") as f:
+        f.write("{not json")
+    expected = r"Every checkpoint .* is damaged \(steps \[2, 1\]\)"
+    with pytest.raises(CheckpointError, match=expected):
+        Checkpointer(tmp_path).restore(_small(0))
 
 
 # ---------------------------------------------------------------------------- shardings

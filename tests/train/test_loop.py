@@ -171,3 +171,27 @@ def test_a_non_finite_gradient_with_a_finite_loss_skips_the_step(bad):
         assert np.array_equal(a, b, equal_nan=True)
     good = {"y": jnp.zeros(8), "poison": jnp.ones((3, 1), jnp.float32)}
     assert float(step(new, good, jax.random.key(0))[1]["finite"]) == 1.0
+
+
+def test_nan_learning_rate_never_reaches_a_checkpoint(tmp_path):
+    """A NaN learning rate gives finite losses and gradients but NaN parameters: the run
+    stops at the first step and no checkpoint is written."""
+    import optax
+
+    graphdef, params = split_model(Tiny(nnx.Rngs(0)))
+    optimizer = optax.adam(float("nan"))
+    state = init_train_state(params, optimizer)
+    step = make_train_step(graphdef, loss_fn, optimizer, ema_decay=0.9)
+    with Checkpointer(tmp_path / "ckpt") as ckpt:
+        with pytest.raises(NonFiniteLossError, match="at step 1 "):
+            fit(
+                state,
+                step,
+                batches(0),
+                jax.random.key(0),
+                num_steps=3,
+                checkpointer=ckpt,
+                checkpoint_every=1,
+                progress=False,
+            )
+        assert ckpt.all_steps() == []
