@@ -1,0 +1,55 @@
+"""Score-based SymDiff (paper 002, appendix E.1): VP / VE SDEs, eq. 25, the symmetrised sampler."""
+
+from symdiff_jax.score_matching.objectives import (
+    TARGETS,
+    ScoreFn,
+    conditional_score,
+    perturb,
+    score_matching_loss,
+    symmetrised_score_target,
+)
+from symdiff_jax.score_matching.sampler import prior_sample, reverse_sde_sample, reverse_sde_step
+from symdiff_jax.score_matching.sde import (
+    SDE,
+    broadcast_time,
+    get_sde,
+    ve_diffusion,
+    ve_drift,
+    ve_mean_coefficient,
+    ve_sde,
+    ve_sigma,
+    ve_std,
+    vp_beta,
+    vp_diffusion,
+    vp_drift,
+    vp_mean_coefficient,
+    vp_sde,
+    vp_std,
+)
+
+__all__ = [
+    "SDE",
+    "TARGETS",
+    "ScoreFn",
+    "broadcast_time",
+    "conditional_score",
+    "get_sde",
+    "perturb",
+    "prior_sample",
+    "reverse_sde_sample",
+    "reverse_sde_step",
+    "score_matching_loss",
+    "symmetrised_score_target",
+    "ve_diffusion",
+    "ve_drift",
+    "ve_mean_coefficient",
+    "ve_sde",
+    "ve_sigma",
+    "ve_std",
+    "vp_beta",
+    "vp_diffusion",
+    "vp_drift",
+    "vp_mean_coefficient",
+    "vp_sde",
+    "vp_std",
+]
