@@ -51,9 +51,10 @@ def equivariant_ot_coupling(
         for j in range(b):
             permuted[i, j] = x0[i][permutation_alignment(x0[i], x1[j])]
     targets = np.broadcast_to(x1[None], permuted.shape)
-    rotations = np.asarray(
-        kabsch(jnp.asarray(targets), jnp.asarray(permuted), allow_reflection=reflections, center=False)
+    rotations = kabsch(
+        jnp.asarray(targets), jnp.asarray(permuted), allow_reflection=reflections, center=False
     )
+    rotations = np.asarray(rotations)
     aligned = np.einsum("ijnk,ijlk->ijnl", permuted, rotations)
     cost = np.sum((aligned - targets) ** 2, axis=(-2, -1))
     rows, cols = linear_sum_assignment(cost)

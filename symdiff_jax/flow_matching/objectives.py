@@ -21,14 +21,11 @@ from symdiff_jax.flow_matching.paths import (
     path_std,
     prior_sample,
 )
-from symdiff_jax.score_matching import TARGETS
-from symdiff_jax.symmetrise import as_kernel, symmetrise
+from symdiff_jax.score_matching import TARGETS, orthogonal_group, symmetrised_prediction
 from symdiff_jax.targets import symmetrised_target_exact
 
 VelocityFn = Callable[[jax.Array, jax.Array], jax.Array]
 """`velocity_fn(x [..., N, d], t [...]) -> [..., N, d]`, an S_N-equivariant network."""
-
-_ORTHOGONAL = {2: "O2", 3: "O3"}
 
 
 def symmetrised_velocity_target(
@@ -62,18 +59,14 @@ def symmetrised_velocity_target(
     Returns:
       `[..., N, d]` target velocities (a constant: `stop_gradient`).
     """
-    dim = x_t.shape[-1]
-    if dim not in _ORTHOGONAL:
-        raise ValueError(
-            f"the symmetrised target averages over O(d) for d = 2 or 3; got points of "
-            f"dimension {dim} (shape {x_t.shape})."
-        )
+    group = orthogonal_group(x_t)
     t = jnp.broadcast_to(jnp.asarray(t, x_t.dtype), x_t.shape[:-2])
     flat = (-1,) + x_t.shape[-2:]
 
     def one(xt, x, a):
+        sigma = path_std(a, sigma_min)
         return symmetrised_target_exact(
-            xt, x[None], a, path_std(a, sigma_min), group=_ORTHOGONAL[dim], permutations=permutations
+            xt, x[None], a, sigma, group=group, permutations=permutations
         )
 
     phi = jax.vmap(one)(x_t.reshape(flat), x1.reshape(flat), t.reshape(-1))
@@ -125,9 +118,6 @@ def flow_matching_loss(
         goal = conditional_velocity(x_t, x1, t, sigma_min)
     else:
         goal = symmetrised_velocity_target(x_t, x1, t, sigma_min, permutations=permutations)
-    if gamma is None:
-        pred = velocity_fn(x_t, t)
-    else:
-        pred = symmetrise(as_kernel(velocity_fn), gamma)(key_group, x_t, t)
+    pred = symmetrised_prediction(key_group, velocity_fn, x_t, t, gamma)
     lam = 1.0 if weight is None else weight(t)
     return lam * jnp.sum((pred - goal) ** 2, axis=(-2, -1))

@@ -83,7 +83,7 @@ def symmetrised_score_target(
     Returns:
       `[..., N, d]` target scores (treated as constants: `stop_gradient`).
     """
-    group = _orthogonal_group(x_t)
+    group = orthogonal_group(x_t)
     t = broadcast_time(t, x_t)
     m, s = sde.mean_coefficient(t), sde.std(t)
     batch = x_t.shape[:-2]
@@ -112,7 +112,8 @@ def score_matching_loss(
     """Per-example SymDiff score-matching loss, paper 002, appendix E.1, eq. 25.
 
     `lambda(t) || R s_theta(R^T x_t, t) - target ||^2` with `x_t ~ p(x_t | x0)` and
-    `R ~ gamma(. | x_t)`; without `gamma` the plain loss `lambda(t) || s_theta(x_t, t) - target ||^2`.
+    `R ~ gamma(. | x_t)`; without `gamma` the plain loss
+    `lambda(t) || s_theta(x_t, t) - target ||^2`.
 
     Args:
       key: PRNG key (forward noise and R).
@@ -138,15 +139,26 @@ def score_matching_loss(
         goal = conditional_score(x_t, x0, t, sde)
     else:
         goal = symmetrised_score_target(x_t, x0, t, sde, permutations=permutations)
-    if gamma is None:
-        pred = score_fn(x_t, t)
-    else:
-        pred = symmetrise(as_kernel(score_fn), gamma)(key_group, x_t, t)
+    pred = symmetrised_prediction(key_group, score_fn, x_t, t, gamma)
     lam = sde.std(t) ** 2 if weight is None else weight(t)
     return lam * jnp.sum((pred - goal) ** 2, axis=(-2, -1))
 
 
-def _orthogonal_group(x: jax.Array) -> str:
+def symmetrised_prediction(
+    key: jax.Array, fn: ScoreFn, x: jax.Array, t: jax.Array, gamma: Callable | None
+) -> jax.Array:
+    """`R fn(R^T x, t)` with `R ~ gamma(. | x, t)`, or `fn(x, t)` when gamma is None.
+
+    The network output of every SymDiff objective (paper 002, eq. 14, 25 and 32):
+    `symmetrise(as_kernel(fn), gamma)`.
+    """
+    if gamma is None:
+        return fn(x, t)
+    return symmetrise(as_kernel(fn), gamma)(key, x, t)
+
+
+def orthogonal_group(x: jax.Array) -> str:
+    """The name of O(d) ("O2" or "O3") acting on points `x [..., N, d]`."""
     dim = x.shape[-1]
     if dim not in _ORTHOGONAL:
         raise ValueError(

@@ -22,7 +22,7 @@ SIGMA_MIN, SIGMA_MAX = 0.01, 50.0  # Song et al. (2021), appendix C (VE SDE; CIF
 
 
 def vp_beta(t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX):
-    """Linear noise rate `beta(t) = beta_min + t (beta_max - beta_min)` (SDE paper, eq. 11 limit)."""
+    """Linear rate `beta(t) = beta_min + t (beta_max - beta_min)` (SDE paper, eq. 11 limit)."""
     return beta_min + t * (beta_max - beta_min)
 
 
@@ -39,7 +39,7 @@ def vp_std(t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX):
 
 
 def vp_drift(x, t, beta_min: float = BETA_MIN, beta_max: float = BETA_MAX):
-    """VP drift `f(x, t) = -1/2 beta(t) x` (SDE paper, eq. 11); `t` broadcasts over `[..., N, d]`."""
+    """VP drift `f(x, t) = -1/2 beta(t) x` (SDE paper, eq. 11), `t [...]`, `x [..., N, d]`."""
     return -0.5 * jnp.asarray(vp_beta(t, beta_min, beta_max))[..., None, None] * x
 
 

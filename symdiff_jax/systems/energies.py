@@ -49,7 +49,8 @@ def lennard_jones_energy(
 ) -> jax.Array:
     """LJ energy with a centring oscillator, `[..., N, d] -> [...]`.
 
-    `U(x) = eps sum_{i != j} [(r_m / d_ij)^12 - 2 (r_m / d_ij)^6] + (c / 2) sum_i |x_i - mean(x)|^2`,
+    `U(x) = eps sum_{i != j} [(r_m / d_ij)^12 - 2 (r_m / d_ij)^6]
+           + (c / 2) sum_i |x_i - mean(x)|^2`,
     each unordered pair counted twice, eps = r_m = c = 1 for LJ13 as the published
     equivariant-flow-matching data define it (Klein et al. 2023; Kohler et al. 2020, eq. 20
     with the oscillator of their section 6).

@@ -39,7 +39,9 @@ def test_coupling_pairs_and_aligns():
     x0 -= x0.mean(1, keepdims=True)
     x1 -= x1.mean(1, keepdims=True)
     coupled, cost = equivariant_ot_coupling(x0, x1)
-    brute = np.array([[brute_force_alignment_cost(x0[i], x1[j]) for j in range(b)] for i in range(b)])
+    brute = np.array(
+        [[brute_force_alignment_cost(x0[i], x1[j]) for j in range(b)] for i in range(b)]
+    )
     # Hungarian-then-Kabsch (Klein et al.) is an upper bound of the exact S_N x O(2)
     # alignment, and never worse than no alignment at all.
     assert np.all(cost >= brute * (1 - 1e-3) - 1e-6)

@@ -58,4 +58,5 @@ def test_conditional_score_is_gradient_of_log_density(key, x64):
 
 def test_unknown_target(key):
     with pytest.raises(ValueError, match="symmetrised"):
-        score_matching_loss(key, lambda x, t: x, jnp.zeros((1, 4, 3)), jnp.ones(1), vp_sde(), target="x0")
+        x0 = jnp.zeros((1, 4, 3))
+        score_matching_loss(key, lambda x, t: x, x0, jnp.ones(1), vp_sde(), target="x0")

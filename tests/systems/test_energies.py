@@ -9,6 +9,7 @@ from symdiff_jax.systems import (
     double_well_energy,
     forces,
     get_system,
+    lattice_start,
     lennard_jones_energy,
     pairwise_distances,
 )
@@ -43,8 +44,6 @@ def test_lennard_jones_hand_computed():
 @pytest.mark.parametrize("name", ["dw4", "lj13"])
 def test_forces_match_finite_differences(name, key, x64):
     spec = get_system(name)
-    from symdiff_jax.systems import lattice_start
-
     x = lattice_start(key, 1, spec.num_particles, spec.dim, spec.lattice_spacing)[0]
     x = x + 0.05 * spec.lattice_spacing * jax.random.normal(jax.random.fold_in(key, 1), x.shape)
     f = forces(spec.energy, x)
@@ -58,8 +57,6 @@ def test_forces_match_finite_differences(name, key, x64):
 @pytest.mark.parametrize("name", ["dw4", "lj13"])
 def test_energies_invariant(name, key):
     spec = get_system(name)
-    from symdiff_jax.systems import lattice_start
-
     x = lattice_start(key, 1, spec.num_particles, spec.dim, spec.lattice_spacing)[0]
     group = {2: "O2", 3: "O3"}[spec.dim]
     assert_equivariant(spec.energy, key, x, group=group, invariant=True, rtol=1e-4, atol=1e-3)
