@@ -15,7 +15,8 @@ from collections.abc import Callable
 import numpy as np
 import ot
 
-from symdiff_jax.systems.energies import pairwise_distances
+from symdiff_jax.systems.energies import get_system, pairwise_distances
+from symdiff_jax.systems.reference import load_reference_split
 
 NUM_BINS = 200
 
@@ -93,3 +94,21 @@ def particle_metrics(
         "distance_w2": distance_w2(samples, reference),
         "distance_tv": distance_tv(samples, reference),
     }
+
+
+def reference_metrics(
+    samples: np.ndarray, directory: str, system: str, split: str = "val"
+) -> dict[str, float]:
+    """`particle_metrics` of samples against a published split read from `directory`.
+
+    Args:
+      samples: `[M, N, d]` samples of the system (e.g. generated, or Metropolis data).
+      directory: folder with the published `.npy` splits (`load_reference_split`).
+      system: "dw4" or "lj13".
+      split: "val" to check data and select models; "test" for final numbers only.
+
+    Returns:
+      `{"energy_w2", "distance_w2", "distance_tv"}`.
+    """
+    reference = load_reference_split(directory, system, split)
+    return particle_metrics(samples, reference, get_system(system).energy)

@@ -10,6 +10,7 @@ from symdiff_jax.metrics.particles import (
     distance_w2,
     energy_w2,
     particle_metrics,
+    reference_metrics,
 )
 from symdiff_jax.systems import double_well_energy
 
@@ -52,3 +53,17 @@ def test_particle_metrics_keys():
     x = rng.normal(size=(10, 4, 2)) * 3
     out = particle_metrics(x, x, double_well_energy)
     assert out == {"energy_w2": 0.0, "distance_w2": 0.0, "distance_tv": 0.0}
+
+
+def test_reference_metrics_reads_the_split(tmp_path):
+    rng = np.random.default_rng(3)
+    ref = rng.normal(size=(12, 4, 2)) * 3
+    np.save(tmp_path / "val_split_DW4.npy", (ref + 1.0).reshape(12, 8).astype(np.float32))
+    samples = rng.normal(size=(9, 4, 2)) * 3
+    centred = ref - ref.mean(axis=1, keepdims=True)
+    expected = particle_metrics(samples, centred, double_well_energy)
+    got = reference_metrics(samples, str(tmp_path), "dw4", "val")
+    for k in expected:
+        assert got[k] == pytest.approx(expected[k], rel=1e-4, abs=1e-6)
+    with pytest.raises(FileNotFoundError, match="test_split_DW4.npy"):
+        reference_metrics(samples, str(tmp_path), "dw4", "test")
