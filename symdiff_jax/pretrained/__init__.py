@@ -1,0 +1,1 @@
+"""Official SymDiff and EDM checkpoints in symdiff_jax: converters and `load_official`."""
