@@ -212,6 +212,7 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
 
     mods = _import_official(src, ["sym_nn.sym_nn", "sym_nn.utils", "equivariant_diffusion.en_diffusion"])
     sym, utils, en = mods["sym_nn.sym_nn"], mods["sym_nn.utils"], mods["equivariant_diffusion.en_diffusion"]
+    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     F = 6
     b, n, sizes = 3, 7, (7, 5, 3)
