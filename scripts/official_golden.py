@@ -518,7 +518,7 @@ def run_directories(sym_src: str, edm_src: str, meta: dict, out: str, draws: int
             args = _namespace(model=model, **a, **common)
             dyn = (_build_dit if model == "dit_gaussian_dynamics" else _build_dit_dit)(sym, a, F)
             em = None
-        _randomise(dyn, 7)
+        _randomise(dyn, 7, std=0.2)
         dyn.eval()
         torch.manual_seed(0)
         with torch.no_grad():
