@@ -210,8 +210,14 @@ def _cfg(a: dict) -> dict:
 def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
     import torch
 
-    mods = _import_official(src, ["sym_nn.sym_nn", "sym_nn.utils", "equivariant_diffusion.en_diffusion"])
-    sym, utils, en = mods["sym_nn.sym_nn"], mods["sym_nn.utils"], mods["equivariant_diffusion.en_diffusion"]
+    mods = _import_official(
+        src, ["sym_nn.sym_nn", "sym_nn.utils", "equivariant_diffusion.en_diffusion"]
+    )
+    sym, utils, en = (
+        mods["sym_nn.sym_nn"],
+        mods["sym_nn.utils"],
+        mods["equivariant_diffusion.en_diffusion"],
+    )
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     F = 6
@@ -252,10 +258,10 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
         eta = torch.from_numpy(rng.normal(size=(b, n, a["noise_dims"])).astype(np.float32))
         with torch.no_grad():
             xc = sym.remove_mean_with_mask(tx, nm)
-            with _patched(torch, "randn", lambda *s, **k: eta.clone()):
+            with _patched(torch, "randn", lambda *s, eta=eta, **k: eta.clone()):
                 q = dd.gamma_backbone(tt, torch.bmm(xc, r0), nm)
-            with _patched(sym, "orthogonal_haar", lambda dim, target_tensor: r0.clone()):
-                with _patched(torch, "randn", lambda *s, **k: eta.clone()):
+            with _patched(sym, "orthogonal_haar", lambda dim, target_tensor, r0=r0: r0.clone()):
+                with _patched(torch, "randn", lambda *s, eta=eta, **k: eta.clone()):
                     gamma = dd.gamma(tt, xc, nm)
                     eps = dd._forward(tt, torch.cat([tx, th], -1), nm, None, None)
         name = "dit_dit_gaussian_dynamics" + ("" if fix_qr else "_nofix")
@@ -264,7 +270,14 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
             **meta,
             **_cfg(a),
             **_state(dd),
-            **{"in/x": x, "in/h": h, "in/mask": mask, "in/t": t, "in/r0": _np(r0), "in/eta": _np(eta)},
+            **{
+                "in/x": x,
+                "in/h": h,
+                "in/mask": mask,
+                "in/t": t,
+                "in/r0": _np(r0),
+                "in/eta": _np(eta),
+            },
             **{"out/gamma_backbone": _np(q), "out/gamma": _np(gamma), "out/eps": _np(eps)},
         )
 
@@ -289,7 +302,9 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
     one_hot[np.arange(b)[:, None], np.arange(n)[None], types_] = 1
     one_hot *= mask[..., None]
     charges[..., 0] = z_of[types_] * mask
-    hx, hd, _ = vdm.normalize(tx, {"categorical": torch.from_numpy(one_hot), "integer": torch.from_numpy(charges)}, nm)
+    hx, hd, _ = vdm.normalize(
+        tx, {"categorical": torch.from_numpy(one_hot), "integer": torch.from_numpy(charges)}, nm
+    )
     eps_fixed = [vdm.sample_combined_position_feature_noise(b, n, nm) for _ in range(2)]
     t_int = torch.tensor([[0.0], [1.0], [537.0]])
     t_int_vlb = torch.tensor([[1.0], [2.0], [537.0]])
@@ -305,11 +320,15 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
         with _patched(torch, "randint", lambda *s, **k: t_int.clone()):
             vdm.train()
             calls["noise"] = 0
-            out_loss["out/train_loss"] = _np(vdm.compute_loss(hx, hd, nm, None, None, t0_always=False)[0])
+            out_loss["out/train_loss"] = _np(
+                vdm.compute_loss(hx, hd, nm, None, None, t0_always=False)[0]
+            )
         with _patched(torch, "randint", lambda *s, **k: t_int_vlb.clone()):
             vdm.eval()
             calls["noise"] = 0
-            out_loss["out/vlb_loss"] = _np(vdm.compute_loss(hx, hd, nm, None, None, t0_always=True)[0])
+            out_loss["out/vlb_loss"] = _np(
+                vdm.compute_loss(hx, hd, nm, None, None, t0_always=True)[0]
+            )
         xh = torch.cat([hx, hd["categorical"], hd["integer"]], 2)
         out_loss["out/kl_prior"] = _np(vdm.kl_prior(xh, nm))
         out_loss["out/log_constants"] = _np(vdm.log_constants_p_x_given_z0(hx, nm))
@@ -321,7 +340,10 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
             vdm.log_pxh_given_z0_without_constants(hx, hd, z0, g0, eps_fixed[1], net0, nm)
         )
         out_loss["out/net0"] = _np(net0)
-        s_t, t_t = torch.tensor([[536.0], [0.0], [999.0]]) / T, torch.tensor([[537.0], [1.0], [1000.0]]) / T
+        s_t, t_t = (
+            torch.tensor([[536.0], [0.0], [999.0]]) / T,
+            torch.tensor([[537.0], [1.0], [1000.0]]) / T,
+        )
         zt = vdm.alpha(vdm.gamma(t_t), xh) * xh + vdm.sigma(vdm.gamma(t_t), xh) * eps_fixed[0]
         calls["noise"] = 1
         out_loss["out/step_zs"] = _np(vdm.sample_p_zs_given_zt(s_t, t_t, zt, nm, None, None))
@@ -353,9 +375,17 @@ def symdiff_fixtures(src: str, meta: dict, out: str) -> None:
 
 
 def _egnn_kw():
-    return dict(hidden_nf=16, n_layers=2, attention=True, tanh=True, norm_constant=1,
-                inv_sublayers=2, sin_embedding=False, normalization_factor=1,
-                aggregation_method="sum")
+    return dict(
+        hidden_nf=16,
+        n_layers=2,
+        attention=True,
+        tanh=True,
+        norm_constant=1,
+        inv_sublayers=2,
+        sin_embedding=False,
+        normalization_factor=1,
+        aggregation_method="sum",
+    )
 
 
 def _build_egnn(models, in_node_nf):
@@ -363,11 +393,20 @@ def _build_egnn(models, in_node_nf):
 
     kw = _egnn_kw()
     return models.EGNN_dynamics_QM9(
-        in_node_nf=in_node_nf + 1, context_node_nf=0, n_dims=3, device="cpu",
-        hidden_nf=kw["hidden_nf"], act_fn=torch.nn.SiLU(), n_layers=kw["n_layers"],
-        attention=kw["attention"], tanh=kw["tanh"], mode="egnn_dynamics",
-        norm_constant=kw["norm_constant"], inv_sublayers=kw["inv_sublayers"],
-        sin_embedding=kw["sin_embedding"], normalization_factor=kw["normalization_factor"],
+        in_node_nf=in_node_nf + 1,
+        context_node_nf=0,
+        n_dims=3,
+        device="cpu",
+        hidden_nf=kw["hidden_nf"],
+        act_fn=torch.nn.SiLU(),
+        n_layers=kw["n_layers"],
+        attention=kw["attention"],
+        tanh=kw["tanh"],
+        mode="egnn_dynamics",
+        norm_constant=kw["norm_constant"],
+        inv_sublayers=kw["inv_sublayers"],
+        sin_embedding=kw["sin_embedding"],
+        normalization_factor=kw["normalization_factor"],
         aggregation_method=kw["aggregation_method"],
     )
 
@@ -393,7 +432,13 @@ def egnn_fixture(src: str, meta: dict, out: str) -> None:
     _randomise(dyn, 3, std=0.2)
     nm = torch.from_numpy(mask)[..., None]
     with torch.no_grad():
-        eps = dyn._forward(torch.from_numpy(t), torch.from_numpy(np.concatenate([x, h], -1)), nm, _edge_mask(nm), None)
+        eps = dyn._forward(
+            torch.from_numpy(t),
+            torch.from_numpy(np.concatenate([x, h], -1)),
+            nm,
+            _edge_mask(nm),
+            None,
+        )
     kw = _egnn_kw()
     np.savez_compressed(
         os.path.join(out, "egnn_dynamics.npz"),
@@ -405,10 +450,28 @@ def egnn_fixture(src: str, meta: dict, out: str) -> None:
     )
 
 
-_QM9_SMILES = ["CCO", "c1ccccc1", "CC(=O)N", "C#N", "OC1CC1", "CC(C)F", "O=CC=O", "CN(C)C=O",
-               "C1=CC=CN=C1", "OCC#C"]
-_GEOM_SMILES = ["CC(=O)Oc1ccccc1C(=O)O", "Clc1ccc(S)cc1", "CS(=O)(=O)N", "Brc1ccncc1",
-                "OP(=O)(O)OC", "FC(F)(F)c1ccc(I)cc1", "CC[Si](C)(C)O", "O=C(N)c1cccs1"]
+_QM9_SMILES = [
+    "CCO",
+    "c1ccccc1",
+    "CC(=O)N",
+    "C#N",
+    "OC1CC1",
+    "CC(C)F",
+    "O=CC=O",
+    "CN(C)C=O",
+    "C1=CC=CN=C1",
+    "OCC#C",
+]
+_GEOM_SMILES = [
+    "CC(=O)Oc1ccccc1C(=O)O",
+    "Clc1ccc(S)cc1",
+    "CS(=O)(=O)N",
+    "Brc1ccncc1",
+    "OP(=O)(O)OC",
+    "FC(F)(F)c1ccc(I)cc1",
+    "CC[Si](C)(C)O",
+    "O=C(N)c1cccs1",
+]
 
 
 def metric_fixtures(src: str, meta: dict, out: str) -> None:
@@ -417,7 +480,11 @@ def metric_fixtures(src: str, meta: dict, out: str) -> None:
     from rdkit.Chem import AllChem
 
     mods = _import_official(src, ["qm9.analyze", "qm9.rdkit_functions", "configs.datasets_config"])
-    analyze, rdf, cfgs = mods["qm9.analyze"], mods["qm9.rdkit_functions"], mods["configs.datasets_config"]
+    analyze, rdf, cfgs = (
+        mods["qm9.analyze"],
+        mods["qm9.rdkit_functions"],
+        mods["configs.datasets_config"],
+    )
     analyze.use_rdkit = False
     rng = np.random.default_rng(11)
     arrays = {}
@@ -449,7 +516,7 @@ def metric_fixtures(src: str, meta: dict, out: str) -> None:
         )
         stable, bonds, valid = [], [], []
         metrics = rdf.BasicMolecularMetrics(info, dataset_smiles_list=[])
-        for i, (p, ty) in enumerate(mols):
+        for i, (_, ty) in enumerate(mols):
             k = len(ty)
             pos = torch.from_numpy(X[i, :k])
             at = torch.from_numpy(A[i, :k])
@@ -458,17 +525,19 @@ def metric_fixtures(src: str, meta: dict, out: str) -> None:
             bonds.append(int(nb))
             valid.append(len(metrics.compute_validity([(pos, at)])[0]))
         z = np.array([Chem.Atom(decoder[a]).GetAtomicNum() for a in range(len(decoder))])
-        arrays.update({
-            f"in/{dataset}_positions": X,
-            f"in/{dataset}_types": A,
-            f"in/{dataset}_atomic_numbers": z[A] * (M > 0),
-            f"in/{dataset}_mask": M,
-            f"out/{dataset}_molecule_stable": np.array(stable),
-            f"out/{dataset}_stable_atoms": np.array(bonds),
-            f"out/{dataset}_valid": np.array(valid),
-            f"out/{dataset}_mol_stable_fraction": np.array(res["mol_stable"]),
-            f"out/{dataset}_atm_stable_fraction": np.array(res["atm_stable"]),
-        })
+        arrays.update(
+            {
+                f"in/{dataset}_positions": X,
+                f"in/{dataset}_types": A,
+                f"in/{dataset}_atomic_numbers": z[A] * (M > 0),
+                f"in/{dataset}_mask": M,
+                f"out/{dataset}_molecule_stable": np.array(stable),
+                f"out/{dataset}_stable_atoms": np.array(bonds),
+                f"out/{dataset}_valid": np.array(valid),
+                f"out/{dataset}_mol_stable_fraction": np.array(res["mol_stable"]),
+                f"out/{dataset}_atm_stable_fraction": np.array(res["atm_stable"]),
+            }
+        )
     np.savez_compressed(os.path.join(out, "metrics.npz"), **meta, **arrays)
 
 
@@ -484,10 +553,18 @@ def run_directories(sym_src: str, edm_src: str, meta: dict, out: str, draws: int
     import torch
 
     common = dict(
-        dataset="qm9", remove_h=False, include_charges=True, conditioning=[], condition_time=True,
-        probabilistic_model="diffusion", diffusion_steps=1000,
-        diffusion_noise_schedule="polynomial_2", diffusion_noise_precision=1e-5,
-        diffusion_loss_type="l2", normalize_factors=[1, 4, 10], ema_decay=0.999,
+        dataset="qm9",
+        remove_h=False,
+        include_charges=True,
+        conditioning=[],
+        condition_time=True,
+        probabilistic_model="diffusion",
+        diffusion_steps=1000,
+        diffusion_noise_schedule="polynomial_2",
+        diffusion_noise_precision=1e-5,
+        diffusion_loss_type="l2",
+        normalize_factors=[1, 4, 10],
+        ema_decay=0.999,
     )
     rng = np.random.default_rng(21)
     F = 6
@@ -499,17 +576,27 @@ def run_directories(sym_src: str, edm_src: str, meta: dict, out: str, draws: int
     nm = tm[..., None]
     xh = torch.cat([tx, th], -1)
 
-    for model, src in (("dit_gaussian_dynamics", sym_src), ("dit_dit_gaussian_dynamics", sym_src),
-                       ("egnn_dynamics", edm_src)):
+    for model, src in (
+        ("dit_gaussian_dynamics", sym_src),
+        ("dit_dit_gaussian_dynamics", sym_src),
+        ("egnn_dynamics", edm_src),
+    ):
         if model == "egnn_dynamics":
             mods = _import_official(src, ["egnn.models"])
             kw = _egnn_kw()
-            args = _namespace(model=model, nf=kw["hidden_nf"], n_layers=kw["n_layers"],
-                              attention=kw["attention"], tanh=kw["tanh"],
-                              norm_constant=kw["norm_constant"], inv_sublayers=kw["inv_sublayers"],
-                              sin_embedding=kw["sin_embedding"],
-                              normalization_factor=kw["normalization_factor"],
-                              aggregation_method=kw["aggregation_method"], **common)
+            args = _namespace(
+                model=model,
+                nf=kw["hidden_nf"],
+                n_layers=kw["n_layers"],
+                attention=kw["attention"],
+                tanh=kw["tanh"],
+                norm_constant=kw["norm_constant"],
+                inv_sublayers=kw["inv_sublayers"],
+                sin_embedding=kw["sin_embedding"],
+                normalization_factor=kw["normalization_factor"],
+                aggregation_method=kw["aggregation_method"],
+                **common,
+            )
             dyn = _build_egnn(mods["egnn.models"], F)
             em = _edge_mask(nm)
         else:
@@ -538,7 +625,9 @@ def run_directories(sym_src: str, edm_src: str, meta: dict, out: str, draws: int
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--official_src", required=True, help="source tree of leozhangML/SymDiff")
-    p.add_argument("--edm_src", required=True, help="source tree of ehoogeboom/e3_diffusion_for_molecules")
+    p.add_argument(
+        "--edm_src", required=True, help="source tree of ehoogeboom/e3_diffusion_for_molecules"
+    )
     p.add_argument("--out", default="tests/pretrained/fixtures")
     p.add_argument("--symdiff_commit", default=None)
     p.add_argument("--edm_commit", default=None)

@@ -26,7 +26,6 @@ import numpy as np
 
 from symdiff_jax.metrics.stability import _CHUNK, _bond_orders_checked, as_molecule_batch
 
-
 #: Datasets with their own EDM evaluation settings.
 DATASETS = ("qm9", "geom")
 

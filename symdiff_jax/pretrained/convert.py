@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from symdiff_jax.models import DiT, EGNN, GammaNet
+from symdiff_jax.models import EGNN, DiT, GammaNet
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding
 
 # The official DiT's MLP options and ours.

@@ -139,7 +139,11 @@ def official_config(args: argparse.Namespace, gamma_composition: str, ema: bool)
 
 
 def load_official(
-    directory: str, *, gamma_composition: str = "official", ema: bool = True, param_dtype=jnp.float32
+    directory: str,
+    *,
+    gamma_composition: str = "official",
+    ema: bool = True,
+    param_dtype=jnp.float32,
 ):
     """Loads an official SymDiff or EDM run directory as `(denoiser, config)`.
 
@@ -178,8 +182,12 @@ def load_official(
     args_path = os.path.join(directory, "args.pickle")
     if not os.path.exists(args_path):
         raise FileNotFoundError(f"No args.pickle in {directory}: is it an official run directory?")
-    names = ("generative_model_ema.npy", "generative_model.npy") if ema else ("generative_model.npy",)
-    found = [os.path.join(directory, n) for n in names if os.path.exists(os.path.join(directory, n))]
+    names = (
+        ("generative_model_ema.npy", "generative_model.npy") if ema else ("generative_model.npy",)
+    )
+    found = [
+        os.path.join(directory, n) for n in names if os.path.exists(os.path.join(directory, n))
+    ]
     if not found:
         raise FileNotFoundError(f"No {' or '.join(names)} in {directory}.")
     args = read_args(args_path)

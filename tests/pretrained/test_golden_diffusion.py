@@ -29,7 +29,10 @@ def _setup(g):
     dit = build_dit(g.cfg, 6, nnx.Rngs(0))
     load_dit(dit, g.state)
     den = DiTDenoiser(dit)
-    h = np.concatenate([i["one_hot"] / 4.0, i["charges"][..., None] / 10.0], -1) * i["mask"][..., None]
+    h = (
+        np.concatenate([i["one_hot"] / 4.0, i["charges"][..., None] / 10.0], -1)
+        * i["mask"][..., None]
+    )
     mol = Molecules(i["x"], h, i["one_hot"], i["charges"], i["mask"])
     return den, mol, polynomial_schedule(T, 1e-5, 2.0)
 

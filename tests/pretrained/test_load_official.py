@@ -104,7 +104,9 @@ def test_official_composition_is_not_equivariant_paper_is():
     kw = dict(mask=m, num_samples=300, alpha=ALPHA, out_act=act_on_rotation, permutations=False)
     loaded, _ = load_official(directory)
     for composition in COMPOSITIONS:
-        den = LearnedGammaDenoiser(loaded.eps_net, FrameNet(), composition=composition, fix_qr=False)
+        den = LearnedGammaDenoiser(
+            loaded.eps_net, FrameNet(), composition=composition, fix_qr=False
+        )
         if composition == "paper":
             assert_stochastically_equivariant(_gamma_kernel(den, 0.3), key, (x, h), **kw)
         else:
