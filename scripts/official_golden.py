@@ -163,44 +163,20 @@ def _dit_args(**kw):
     return base
 
 
+_DIT_KEYS = ("context_node_nf", "xh_hidden_size", "K", "hidden_size", "depth", "num_heads",
+             "mlp_ratio", "mlp_dropout", "mlp_type")  # fmt: skip
+_GAMMA_KEYS = ("enc_hidden_size", "enc_depth", "enc_num_heads", "enc_mlp_ratio",
+               "dec_hidden_features", "noise_dims", "noise_std", "fix_qr")  # fmt: skip
+
+
 def _build_dit(sym, a, in_node_nf):
-    return sym.DiTGaussian_dynamics(
-        None,
-        in_node_nf=in_node_nf,
-        context_node_nf=a["context_node_nf"],
-        xh_hidden_size=a["xh_hidden_size"],
-        K=a["K"],
-        hidden_size=a["hidden_size"],
-        depth=a["depth"],
-        num_heads=a["num_heads"],
-        mlp_ratio=a["mlp_ratio"],
-        mlp_dropout=a["mlp_dropout"],
-        mlp_type=a["mlp_type"],
-    )
+    kw = {k: a[k] for k in _DIT_KEYS}
+    return sym.DiTGaussian_dynamics(None, in_node_nf=in_node_nf, **kw)
 
 
 def _build_dit_dit(sym, a, in_node_nf):
-    return sym.DiT_DitGaussian_dynamics(
-        None,
-        in_node_nf=in_node_nf,
-        context_node_nf=a["context_node_nf"],
-        xh_hidden_size=a["xh_hidden_size"],
-        K=a["K"],
-        enc_hidden_size=a["enc_hidden_size"],
-        enc_depth=a["enc_depth"],
-        enc_num_heads=a["enc_num_heads"],
-        enc_mlp_ratio=a["enc_mlp_ratio"],
-        dec_hidden_features=a["dec_hidden_features"],
-        hidden_size=a["hidden_size"],
-        depth=a["depth"],
-        num_heads=a["num_heads"],
-        mlp_ratio=a["mlp_ratio"],
-        mlp_dropout=a["mlp_dropout"],
-        noise_dims=a["noise_dims"],
-        noise_std=a["noise_std"],
-        mlp_type=a["mlp_type"],
-        fix_qr=a["fix_qr"],
-    )
+    kw = {k: a[k] for k in _DIT_KEYS + _GAMMA_KEYS}
+    return sym.DiT_DitGaussian_dynamics(None, in_node_nf=in_node_nf, **kw)
 
 
 def _cfg(a: dict) -> dict:

@@ -12,20 +12,13 @@ from flax import nnx
 
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.denoisers import EGNNDenoiser
-from symdiff_jax.pretrained.convert import (
-    build_dit,
-    build_egnn,
-    build_gamma_net,
-    load_dit,
-    load_egnn,
-    load_gamma_net,
-)
+from symdiff_jax.pretrained import convert
 from symdiff_jax.pretrained.denoisers import LearnedGammaDenoiser, orthogonal_from_raw
 
 
 def _dit(g, net="model"):
-    dit = build_dit(g.cfg, g.inp["h"].shape[-1], nnx.Rngs(0))
-    load_dit(dit, g.state, net=net)
+    dit = convert.build_dit(g.cfg, g.inp["h"].shape[-1], nnx.Rngs(0))
+    convert.load_dit(dit, g.state, net=net)
     return dit
 
 
@@ -53,8 +46,8 @@ def test_gamma_backbone_and_kernel(golden, close, name):
     g = golden(name)
     i = g.inp
     dit = _dit(g, net="k")
-    gamma_net = build_gamma_net(g.cfg, dit, nnx.Rngs(1))
-    load_gamma_net(gamma_net, g.state)
+    gamma_net = convert.build_gamma_net(g.cfg, dit, nnx.Rngs(1))
+    convert.load_gamma_net(gamma_net, g.state)
     t, m = i["t"][:, 0], i["mask"]
     x = remove_com(i["x"], m)
     raw = gamma_net(jnp.matmul(x, i["r0"]), i["eta"], t, m)
@@ -70,7 +63,7 @@ def test_egnn_dynamics(golden, close):
     g = golden("egnn_dynamics")
     i = g.inp
     cfg = dict(g.cfg, nf=g.cfg["hidden_nf"])
-    egnn = build_egnn(cfg, i["h"].shape[-1], nnx.Rngs(0))
-    load_egnn(egnn, g.state)
+    egnn = convert.build_egnn(cfg, i["h"].shape[-1], nnx.Rngs(0))
+    convert.load_egnn(egnn, g.state)
     eps_x, eps_h = EGNNDenoiser(egnn)(None, i["x"], i["h"], i["t"][:, 0], i["mask"])
     close(np.concatenate([eps_x, eps_h], -1), g.out["eps"])
