@@ -27,6 +27,9 @@ from rdkit import Chem
 
 from symdiff_jax.metrics.stability import CHUNK, as_molecule_batch, bond_orders_checked
 
+#: Datasets with their own EDM evaluation settings.
+DATASETS = ("qm9", "geom")
+
 
 def quiet_rdkit():
     """Silences RDKit's per-molecule sanitisation messages while the returned object lives."""
@@ -146,6 +149,7 @@ def rdkit_metrics(
     *,
     canonicalise_train: bool = True,
     limit_bonds_to_one: bool = False,
+    dataset: str = "qm9",
 ) -> dict[str, float | None]:
     """Validity, uniqueness and novelty of generated molecules (EDM's definitions).
 
@@ -162,12 +166,17 @@ def rdkit_metrics(
         `symdiff_jax.data.load_qm9_graph_smiles("train")` with `canonicalise_train=False`.
       canonicalise_train: see `train_smiles`.
       limit_bonds_to_one: every bond single (EDM's GEOM-Drugs setting).
+      dataset: "qm9" or "geom"; "geom" scores as EDM's GEOM-Drugs evaluation does
+        (`build_xae_molecule` with `limit_bonds_to_one=True`: every bond single).
 
     Returns:
       `{"validity": valid / B, "uniqueness": distinct valid SMILES / valid,
       "novelty": distinct valid SMILES not in train / distinct valid SMILES, or None}`.
       Uniqueness and novelty are 0.0 when no molecule is valid (as EDM reports them).
     """
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {DATASETS}; got {dataset!r}.")
+    limit_bonds_to_one = limit_bonds_to_one or dataset == "geom"
     smiles = xyz_smiles(positions, atomic_numbers, mask, limit_bonds_to_one=limit_bonds_to_one)
     valid = [s for s in smiles if s is not None]
     validity = len(valid) / len(smiles) if smiles else float("nan")
@@ -188,6 +197,7 @@ def rdkit_metrics(
 
 
 __all__ = [
+    "DATASETS",
     "build_molecule",
     "canonical_smiles",
     "canonical_smiles_set",

@@ -96,6 +96,10 @@ class GaussianDistanceEmbedding(nnx.Module):
       features: `n_emb`, the width of `Psi` (200 for QM9).
       rngs: `nnx.Rngs` for the parameters.
       param_dtype: parameter dtype.
+      padded_pair_bias: the reference implementation's form `(1/N) sum_{j < N_max}
+        (psi_ij W_D + b_D)`, the sum over every one of the `N_max` padded slots, so the
+        bias enters as `(N_max / N) b_D` and the features depend on the padded width.
+        Needed to reproduce its checkpoints; False (default) adds `b_D` once.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class GaussianDistanceEmbedding(nnx.Module):
         *,
         rngs: nnx.Rngs,
         param_dtype=jnp.float32,
+        padded_pair_bias: bool = False,
     ):
         if num_gaussians < 1 or features < 1:
             raise ValueError(
@@ -113,6 +118,7 @@ class GaussianDistanceEmbedding(nnx.Module):
             )
         self.num_gaussians = num_gaussians
         self.features = features
+        self.padded_pair_bias = padded_pair_bias
         self.means = nnx.Param(_uniform(0.0, 3.0)(rngs.params(), (num_gaussians,), param_dtype))
         self.stds = nnx.Param(_uniform(0.0, 3.0)(rngs.params(), (num_gaussians,), param_dtype))
         self.linear = nnx.Linear(
@@ -157,7 +163,12 @@ class GaussianDistanceEmbedding(nnx.Module):
         m = mask.astype(x.dtype)
         x = jnp.where(m[..., None] > 0, x, 0.0)
         # The mean over j commutes with W_D: embed the K averaged basis values once.
-        return dense_tokens(self.linear, self.basis(x, m)) * m[..., None]
+        out = dense_tokens(self.linear, self.basis(x, m))
+        if self.padded_pair_bias:
+            count = jnp.sum(m, axis=-1, keepdims=True)
+            extra = jnp.where(count > 0, x.shape[-2] / jnp.maximum(count, 1.0) - 1.0, 0.0)
+            out = out + extra[..., None] * self.linear.bias[...]
+        return out * m[..., None]
 
 
 def timestep_embedding(t: Array, dim: int, max_period: float = 10000.0) -> Array:
