@@ -248,7 +248,13 @@ def smiles_from_xyz(atomic_numbers: Sequence[int], positions: np.ndarray) -> str
 def _read_sdf(path: Path, label: str):
     from rdkit import Chem
 
-    supplier = Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False)
+    if path.stat().st_size == 0:
+        return
+    try:
+        supplier = Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False)
+    except OSError as err:
+        yield label, f"unreadable file ({err})"
+        return
     for k, mol in enumerate(supplier):
         name = f"{label}, record {k}"
         if mol is None:
@@ -302,6 +308,9 @@ def _files_of(path: Path) -> list[Path]:
 
 def _records(path: Path):
     """Yields `(name, item)` for every record of the source (see the readers)."""
+    from rdkit import rdBase
+
+    _blocker = rdBase.BlockLogs()  # noqa: F841 - RDKit's per-record messages off while reading
     if path.is_dir():
         files = _files_of(path)
         if not files:
@@ -346,9 +355,7 @@ def _parsed(path: str, signature: tuple) -> tuple[tuple, ...]:
 # The loader
 
 
-def _problem(
-    item: Any, elements: tuple[int, ...] | None, max_atoms: int | None
-) -> str | None:
+def _problem(item: Any, elements: tuple[int, ...] | None, max_atoms: int | None) -> str | None:
     if isinstance(item, str):
         return item
     z, x, _ = item
@@ -412,7 +419,9 @@ def load_molecule_source(
         )
     wanted = parse_elements(elements)
     if max_atoms is not None and int(max_atoms) < 0:
-        raise ValueError(f"data.max_atoms must be 0 (read from the data) or positive; got {max_atoms}.")
+        raise ValueError(
+            f"data.max_atoms must be 0 (read from the data) or positive; got {max_atoms}."
+        )
     width = int(max_atoms) if max_atoms else None
     fractions = check_split_fractions(split_fractions)
 
@@ -438,7 +447,9 @@ def load_molecule_source(
             f"records were skipped (first: record {first.index} ({first.name}): {first.reason})."
         )
     if skipped:
-        named = "; ".join(f"record {s.index} ({s.name}): {s.reason}" for s in skipped[:_NAMED_SKIPS])
+        named = "; ".join(
+            f"record {s.index} ({s.name}): {s.reason}" for s in skipped[:_NAMED_SKIPS]
+        )
         more = f"; and {len(skipped) - _NAMED_SKIPS} more" if len(skipped) > _NAMED_SKIPS else ""
         warnings.warn(
             f"molecule source {str(path)!r}: skipped {len(skipped)} of {len(records)} records "
