@@ -66,7 +66,7 @@ class SkippedRecord:
     reason: str
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class MoleculeSource:
     """A molecule source read, checked and split; `source["train"]` is one split.
 

@@ -53,6 +53,16 @@ def reference(mols):
     ]
 
 
+def padded(ref):
+    """The reference molecules as a padded batch `(positions [B, N, 3], numbers [B, N])`."""
+    width = max(len(z) for z, _, _ in ref)
+    x = np.zeros((len(ref), width, 3))
+    z = np.zeros((len(ref), width), np.int64)
+    for i, (zi, xi, _) in enumerate(ref):
+        x[i, : len(zi)], z[i, : len(zi)] = xi, zi
+    return x, z
+
+
 def write_sdf_dir(directory, mols):
     directory.mkdir(exist_ok=True)
     for i, m in enumerate(mols):
@@ -115,11 +125,7 @@ def test_multi_sdf_equals_directory(tmp_path, mols):
 
 def test_xyz_directory_and_multiframe_file(tmp_path, mols):
     ref = reference(mols)
-    width = max(len(z) for z, _, _ in ref)
-    x = np.zeros((len(ref), width, 3))
-    z = np.zeros((len(ref), width), np.int64)
-    for i, (zi, xi, _) in enumerate(ref):
-        x[i, : len(zi)], z[i, : len(zi)] = xi, zi
+    x, z = padded(ref)
     write_xyz(tmp_path / "xyz", x, z)
     # rdDetermineBonds recovers the bonds of these neutral molecules from coordinates.
     assert_matches(load_molecule_source(tmp_path / "xyz"), ref, atol=1e-6)
@@ -132,11 +138,7 @@ def test_ase_database(tmp_path, mols):
     from symdiff_jax.data.ase_io import write_ase_db
 
     ref = reference(mols)
-    width = max(len(z) for z, _, _ in ref)
-    x = np.zeros((len(ref), width, 3))
-    z = np.zeros((len(ref), width), np.int64)
-    for i, (zi, xi, _) in enumerate(ref):
-        x[i, : len(zi)], z[i, : len(zi)] = xi, zi
+    x, z = padded(ref)
     assert write_ase_db(tmp_path / "mols.db", x, z) == len(ref)
     assert_matches(load_molecule_source(tmp_path / "mols.db"), ref, atol=1e-6)
 
