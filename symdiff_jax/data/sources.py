@@ -410,6 +410,12 @@ def load_molecule_source(
     Warns:
       UserWarning: once per call when records were skipped: how many, and the first few by
         index, name and reason.
+
+    Example:
+      >>> src = load_molecule_source("ligands.sdf", elements="H,C,N,O,F,S,Cl")  # doctest: +SKIP
+      >>> train = src["train"]                                                # doctest: +SKIP
+      >>> batches = batch_iterator(train, 64, features=src.featurise)          # doctest: +SKIP
+      >>> hist = src.size_histogram("train")                                  # doctest: +SKIP
     """
     path = Path(source).expanduser()
     if not path.exists():
