@@ -1,6 +1,8 @@
-"""Datasets for molecule generation: QM9 and GEOM-Drugs loading and splitting, features,
-batching, and molecule files (SDF, xyz, npz) and pictures."""
+"""Datasets for molecule generation: QM9, GEOM-Drugs and your own molecules (SDF, xyz, ASE
+database) loading and splitting, features, batching, and molecule files (SDF, xyz, npz,
+ASE) and pictures."""
 
+from symdiff_jax.data.ase_io import read_ase_db, to_ase_atoms, write_ase_db
 from symdiff_jax.data.batching import (
     batch_iterator,
     num_atoms_log_prob,
@@ -46,6 +48,7 @@ from symdiff_jax.data.qm9 import (
     parse_gdb9_xyz,
     split_of_gdb_index,
 )
+from symdiff_jax.data.sources import MoleculeSource, load_molecule_source
 from symdiff_jax.data.writers import (
     load_samples_npz,
     molecules_to_rdkit,
@@ -56,6 +59,11 @@ from symdiff_jax.data.writers import (
 )
 
 __all__ = [
+    "MoleculeSource",
+    "load_molecule_source",
+    "read_ase_db",
+    "to_ase_atoms",
+    "write_ase_db",
     "convert_to_cache",
     "graph_features",
     "load_cached",

@@ -12,6 +12,7 @@ returns the same kind (jit/vmap compatible with JAX inputs).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -56,21 +57,27 @@ def edge_mask(mask: Any) -> Any:
     return m[..., :, None] * m[..., None, :] * (1 - xp.eye(n, dtype=m.dtype))
 
 
-def one_hot(charges: Any, mask: Any = None) -> Any:
-    """`[..., N, 5]` one-hot over (H, C, N, O, F) of atomic numbers `[..., N]`.
+def one_hot(charges: Any, mask: Any = None, atom_types: Sequence[int] = ATOM_TYPES) -> Any:
+    """`[..., N, K]` one-hot over `atom_types` (default H, C, N, O, F) of atomic numbers.
 
     Atoms of other elements and padded atoms get a zero row; `mask` (optional) zeroes
     further rows. Validate elements at load time (`load_qm9` does).
     """
     xp = array_module(charges, mask)
     z = xp.asarray(charges)
-    oh = (z[..., None] == xp.asarray(ATOM_TYPES)).astype(xp.float32)
+    oh = (z[..., None] == xp.asarray(tuple(atom_types))).astype(xp.float32)
     if mask is not None:
         oh = oh * xp.asarray(mask, dtype=xp.float32)[..., None]
     return oh
 
 
-def featurise(charges: Any, mask: Any = None, *, scaled: bool = True) -> Any:
+def featurise(
+    charges: Any,
+    mask: Any = None,
+    *,
+    scaled: bool = True,
+    atom_types: Sequence[int] = ATOM_TYPES,
+) -> Any:
     """Atom features `h [..., N, 6]` = `[one_hot(H, C, N, O, F), Z]`, scaled by default.
 
     Args:
@@ -78,29 +85,36 @@ def featurise(charges: Any, mask: Any = None, *, scaled: bool = True) -> Any:
       mask: `[..., N]`, nonzero for real atoms; `None` uses `charges > 0`.
       scaled: if True (default) returns `[one_hot / 4, Z / 10]` (the model input of EDM
         and SymDiff); if False the raw `[one_hot, Z]`.
+      atom_types: atomic numbers of the one-hot classes, in order (default QM9's
+        H, C, N, O, F; `K` classes give `K + 1` channels).
 
     Returns:
-      float32 `[..., N, 6]`, zero on padded atoms; numpy for numpy inputs, JAX for JAX.
+      float32 `[..., N, 6]` (`[..., N, K + 1]`), zero on padded atoms; numpy for numpy
+      inputs, JAX for JAX.
     """
     xp = array_module(charges, mask)
     z = xp.asarray(charges)
     m = mask_from_charges(z) if mask is None else xp.asarray(mask, dtype=xp.float32)
-    oh = one_hot(z, m)
+    oh = one_hot(z, m, atom_types)
     zf = z.astype(xp.float32)[..., None] * m[..., None]
     if scaled:
         oh, zf = oh / ONE_HOT_SCALE, zf / CHARGE_SCALE
     return xp.concatenate([oh, zf], axis=-1)
 
 
-def atomic_numbers_from_features(h: Any, mask: Any = None) -> Any:
-    """Decodes `[..., N, >=5]` features (raw or scaled) to atomic numbers `[..., N]` int32.
+def atomic_numbers_from_features(
+    h: Any, mask: Any = None, atom_types: Sequence[int] = ATOM_TYPES
+) -> Any:
+    """Decodes `[..., N, >=K]` features (raw or scaled) to atomic numbers `[..., N]` int32.
 
-    Takes the argmax of the five one-hot channels (so it works for scaled, raw and noisy
-    model outputs) and maps it to (1, 6, 7, 8, 9); padded atoms (mask 0) get 0.
+    Takes the argmax of the `K = len(atom_types)` one-hot channels (so it works for
+    scaled, raw and noisy model outputs) and maps it to `atom_types` (default
+    (1, 6, 7, 8, 9)); padded atoms (mask 0) get 0.
     """
     xp = array_module(h, mask)
     h = xp.asarray(h)
-    z = xp.asarray(ATOM_TYPES, dtype=xp.int32)[xp.argmax(h[..., : len(ATOM_TYPES)], axis=-1)]
+    types = xp.asarray(tuple(atom_types), dtype=xp.int32)
+    z = types[xp.argmax(h[..., : len(types)], axis=-1)]
     if mask is not None:
         z = xp.where(xp.asarray(mask) > 0, z, 0)
     return z.astype(xp.int32)

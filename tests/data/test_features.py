@@ -69,3 +69,21 @@ def test_masks():
 def test_padding_is_exactly_zero(scaled):
     h = featurise(CHARGES, scaled=scaled)
     assert np.all(h[CHARGES == 0] == 0)
+
+
+def test_other_element_sets():
+    charges = np.array([[6, 17, 1, 0], [16, 6, 35, 1]])
+    types = (1, 6, 8, 16, 17, 35)
+    raw = featurise(charges, scaled=False, atom_types=types)
+    assert raw.shape == (2, 4, len(types) + 1)
+    np.testing.assert_array_equal(raw[0, 1], [0, 0, 0, 0, 1, 0, 17])
+    np.testing.assert_array_equal(raw[1, 2], [0, 0, 0, 0, 0, 1, 35])
+    np.testing.assert_array_equal(raw[0, 3], 0)
+    np.testing.assert_array_equal(one_hot(charges, atom_types=types), raw[..., :6])
+    mask = mask_from_charges(charges)
+    h = jax.jit(lambda z: featurise(z, atom_types=types))(jnp.asarray(charges))
+    np.testing.assert_array_equal(atomic_numbers_from_features(h, mask, types), charges)
+    # The defaults are QM9's H, C, N, O, F.
+    np.testing.assert_array_equal(
+        featurise(CHARGES), featurise(CHARGES, atom_types=(1, 6, 7, 8, 9))
+    )

@@ -10,8 +10,9 @@ import numpy as np
 from flax import nnx
 
 from symdiff_jax.diffusion import ancestral_mean_std, polynomial_schedule, project
-from symdiff_jax.diffusion.molecules import Molecules, reconstruction_loss
-from symdiff_jax.diffusion.vlb import (
+from symdiff_jax.diffusion.molecules import Molecules
+from symdiff_jax.losses.molecules import reconstruction_loss
+from symdiff_jax.losses.vlb import (
     diffusion_weight,
     kl_prior,
     log_constants_x_given_z0,
