@@ -1,6 +1,12 @@
-"""Config builder for conformer generation with the symmetrised target (paper 000, section 4.2).
+"""The shared part of the conformer-generation configs (paper 000, section 4.2).
 
-`configs/<name>.py` are thin files calling `conformer_config(name, size)`.
+Each `configs/<name>.py` below calls `base(name, source, generator)`, sets its target,
+then `apply_size(config, size)`. Keys spelled the same in every config of the repository:
+`diffusion.schedule` (a name of `symdiff_jax.diffusion.get_schedule`) with
+`diffusion.num_steps` (T) and `diffusion.precision`; `diffusion.x_target` ("data" or
+"symmetrised") with `diffusion.target_group`. The `diffusion` group holds the generative
+process of either generator (flow matching: `prior`, `path_sigma`, `velocity_form`,
+`t_min`, `t_max`; diffusion: the schedule and `prediction`).
 
 Names (generator, target, data):
   qm9_conformers_flow          flow matching, data target         qm9_conformers (offline)
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import ml_collections
 
+
 NAMES = (
     "qm9_conformers_flow",
     "qm9_conformers_flow_target",
@@ -34,7 +41,6 @@ NAMES = (
     "geom_qm9_flow",
     "geom_qm9_flow_target",
 )
-SIZES = ("", "small", "smoke")
 
 
 def _model() -> ml_collections.ConfigDict:
@@ -73,7 +79,14 @@ def _model() -> ml_collections.ConfigDict:
     return m
 
 
-def _base(name: str) -> ml_collections.ConfigDict:
+def base(name: str, source: str, generator: str) -> ml_collections.ConfigDict:
+    """The GPU-scale config of experiment `name` on data `source` with `generator`.
+
+    Args:
+      name: the config's name (`config.variant`).
+      source: "qm9_conformers" or "geom_qm9" (`data.source`).
+      generator: "flow" (flow matching) or "diffusion".
+    """
     c = ml_collections.ConfigDict()
     c.experiment = "conformers"
     c.variant = name
@@ -83,7 +96,7 @@ def _base(name: str) -> ml_collections.ConfigDict:
     c.model = _model()
 
     c.data = ml_collections.ConfigDict()
-    c.data.source = "geom_qm9" if name.startswith("geom_qm9") else "qm9_conformers"
+    c.data.source = source
     c.data.source_path = ""  # qm9_conformers: "" = the qm9pack wheel
     c.data.geom_dir = ""  # GEOM: folder of the published split.npy / rdkit_folder (converted once)
     c.data.geom_cache_dir = ""  # GEOM: a cache from symdiff_jax.data.geom.convert_to_cache
@@ -99,18 +112,19 @@ def _base(name: str) -> ml_collections.ConfigDict:
     c.data.max_valid = 512
     c.data.max_test = 1000
 
-    c.generator = "diffusion" if "_diff" in name else "flow"
-    c.objective = ml_collections.ConfigDict()
-    c.objective.x_target = "symmetrised" if name.endswith("_target") else "data"
-    c.objective.group = "O3"  # rotations of the target; "SO3" for a chirality-aware model
-    c.objective.prior = "harmonic"  # flow matching: "harmonic" or "gaussian"
-    c.objective.path_sigma = 0.1
-    c.objective.velocity_form = "two_sided"
-    c.objective.t_min = 1e-4
-    c.objective.t_max = 0.9999
-    c.objective.schedule = "polynomial_2"  # diffusion
-    c.objective.schedule_steps = 1000
-    c.objective.prediction = "eps"
+    c.generator = generator
+    c.diffusion = ml_collections.ConfigDict()
+    c.diffusion.x_target = "data"
+    c.diffusion.target_group = "O3"  # rotations of the target; "SO3" for a chirality-aware model
+    c.diffusion.prior = "harmonic"  # flow matching: "harmonic" or "gaussian"
+    c.diffusion.path_sigma = 0.1
+    c.diffusion.velocity_form = "two_sided"
+    c.diffusion.t_min = 1e-4
+    c.diffusion.t_max = 0.9999
+    c.diffusion.schedule = "polynomial_2"  # diffusion (EDM's)
+    c.diffusion.num_steps = 1000
+    c.diffusion.precision = 1e-5
+    c.diffusion.prediction = "eps"
 
     c.optim = ml_collections.ConfigDict()
     c.optim.learning_rate = 7e-4
@@ -192,17 +206,8 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     c.evaluate.measure_overhead = False
 
 
-def conformer_config(name: str, size: str | None = None) -> ml_collections.ConfigDict:
-    """The config of a conformer experiment at a size ("" / None, "small", "smoke")."""
-    size = size or ""
-    if name not in NAMES:
-        raise ValueError(f"Unknown conformer config {name!r}; expected one of {NAMES}.")
-    if size not in SIZES:
-        raise ValueError(
-            f"Unknown size {size!r} for {name}; expected one of "
-            f"{[s or '(none)' for s in SIZES]} (e.g. configs/{name}.py:small)."
-        )
-    c = _base(name)
+def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+    """Scales a GPU-scale config down to `size` ("", "small" or "smoke")."""
     if size == "small":
         _small(c)
     elif size == "smoke":

@@ -13,37 +13,71 @@ set) and AMR-R / AMR-P (mean over references / generated of the smallest heavy-a
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
 import jax
 import numpy as np
 
+from experiments.common.restore import RestoredRun, restore_run
+from experiments.conformers.model import abstract_state
+from experiments.conformers.sampling import generate_conformers
 from symdiff_jax.conformers.datasets import (
-    _ELEMENTS,
     graph_mol,
     load_conformer_data,
     mols_with_positions,
     reference_mols,
 )
-from symdiff_jax.conformers.graphs import atom_feature_names
-from symdiff_jax.experiments import conformers
-from symdiff_jax.experiments.evaluation import RestoredRun, WorkdirError, parse_checkpoint
-from symdiff_jax.metrics.conformers import summarise
-from symdiff_jax.train import Checkpointer
-
-__all__ = [
-    "evaluate_conformer_run",
-    "evaluate_etkdg",
-    "generate_for_smiles",
-    "load_conformer_run",
-]
+from symdiff_jax.metrics.conformers import evaluate_molecules, summarise
 
 
-def num_features_of(config) -> int:
-    """Width of the atom features of the config's data source."""
-    return len(atom_feature_names(_ELEMENTS[config.data.source]))
+def evaluation_plan(table, num_molecules: int, per_reference: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(molecules scored [M], molecule of each generated conformer [sum 2 C_m])`."""
+    total = len(table["num_atoms"])
+    chosen = np.arange(min(num_molecules, total) if num_molecules else total)
+    counts = np.diff(table["conformer_offsets"])[chosen] * per_reference
+    return chosen, np.repeat(chosen, counts)
+
+
+def score_conformers(
+    table,
+    chosen: np.ndarray,
+    generated: np.ndarray,
+    requests: np.ndarray,
+    config,
+    *,
+    progress=False,
+) -> tuple[list[dict[str, float]], list[tuple[list, list]]]:
+    """Per-molecule COV/AMR of generated conformers against the table's references."""
+    pairs = []
+    for m in chosen:
+        gen = mols_with_positions(table, int(m), generated[requests == m])
+        pairs.append((gen, reference_mols(table, int(m))))
+    workers = config.evaluate.num_workers
+    per_molecule = evaluate_molecules(
+        pairs,
+        thresholds=tuple(config.evaluate.thresholds),
+        num_workers=None if workers < 0 else workers,
+        progress=progress,
+    )
+    return per_molecule, pairs
+
+
+def write_sdf(path: str, pairs) -> None:
+    """Writes the generated conformers of `score_conformers`' pairs to one SDF file."""
+    from rdkit import Chem
+
+    with Chem.SDWriter(path) as writer:
+        for k, (gen, _) in enumerate(pairs):
+            for c, mol in enumerate(gen):
+                mol.SetProp("_Name", f"molecule_{k}_conformer_{c}")
+                writer.write(mol)
+
+
+def _train_command(workdir: str, config) -> str:
+    variant = config.get("variant", "qm9_conformers_flow") if config is not None else None
+    config_arg = f"configs/{variant}.py" if variant else "configs/qm9_conformers_flow.py:small"
+    return f"python -m experiments.train --config {config_arg} --workdir {workdir}"
 
 
 def load_conformer_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
@@ -55,32 +89,12 @@ def load_conformer_run(workdir: str, checkpoint: str | int = "latest") -> Restor
       ValueError: a malformed `checkpoint`.
       symdiff_jax.train.CheckpointError: a damaged or unknown checkpoint (nothing written).
     """
-    from symdiff_jax.experiments.qm9 import load_config_json
-
-    best, step = parse_checkpoint(checkpoint)
-    if not os.path.isdir(workdir):
-        raise WorkdirError(
-            f"Workdir {workdir!r} does not exist. Train a conformer model into it first: "
-            f"`python -m experiments.train --config configs/qm9_conformers_flow.py:small "
-            f"--workdir {workdir}`."
-        )
-    config = load_config_json(workdir)
-    if config.get("experiment") != "conformers":
-        raise WorkdirError(f"Workdir {workdir!r} holds a {config.get('experiment')!r} run.")
-    directory = conformers.checkpoint_dir(workdir)
-    with Checkpointer(directory) as ckpt:
-        steps = ckpt.all_steps()
-    if not steps:
-        raise WorkdirError(f"No checkpoints in {directory}: train or resume the run first.")
-    graphdef, target = conformers.abstract_state(config, num_features_of(config))
-    with Checkpointer(directory) as ckpt:
-        state = ckpt.restore(target, step=step, best=best)
-    return RestoredRun(
-        workdir=workdir,
-        config=config,
-        graphdef=graphdef,
-        params=state.ema_params,
-        step=int(jax.device_get(state.step)),
+    return restore_run(
+        workdir,
+        checkpoint,
+        experiments=("conformers",),
+        abstract_state=abstract_state,
+        train_command=_train_command,
     )
 
 
@@ -106,13 +120,13 @@ def evaluate_conformer_run(
     config = run.config
     ev = config.evaluate
     test = load_conformer_data(config.data, "test", progress=progress)
-    chosen, requests = conformers.evaluation_plan(
+    chosen, requests = evaluation_plan(
         test,
         ev.num_molecules if num_molecules is None else num_molecules,
         ev.per_reference if per_reference is None else per_reference,
     )
     t0 = time.time()
-    generated = conformers.generate_conformers(
+    generated = generate_conformers(
         run.graphdef,
         run.params,
         key,
@@ -127,7 +141,7 @@ def evaluate_conformer_run(
         config = config.copy_and_resolve_references()
         with config.unlocked():
             config.evaluate.num_workers = num_workers
-    per_molecule, _ = conformers.score_conformers(
+    per_molecule, _ = score_conformers(
         test, chosen, generated, requests, config, progress=progress
     )
     out = _prefixed(prefix, summarise(per_molecule))
@@ -157,7 +171,7 @@ def evaluate_etkdg(
 
     ev = config.evaluate
     test = load_conformer_data(config.data, "test", progress=progress)
-    chosen, _ = conformers.evaluation_plan(
+    chosen, _ = evaluation_plan(
         test, ev.num_molecules if num_molecules is None else num_molecules, 1
     )
     pairs = [(graph_mol(test, int(m)), reference_mols(test, int(m))) for m in chosen]
@@ -213,7 +227,7 @@ def generate_for_smiles(
         smiles=[smiles],
     )
     molecules = np.zeros(num_conformers, np.int64)
-    x = conformers.generate_conformers(
+    x = generate_conformers(
         run.graphdef, run.params, key, table, molecules, config, num_steps=num_steps
     )
     return mols_with_positions(table, 0, x)

@@ -1,6 +1,10 @@
-"""Config builder for the QM9 generation experiments (SymDiff paper 002, Tables 1-3).
+"""The shared part of the QM9/GEOM generation configs (SymDiff paper 002, Tables 1-3).
 
-`configs/qm9_<variant>.py` are thin files calling `qm9_config(variant, size)`.
+Each `configs/qm9_<variant>.py` calls `base(variant, kind)`, sets what its variant
+changes, then `apply_size(config, size)`. Keys spelled the same in every config of the
+repository: `diffusion.schedule` (a name of `symdiff_jax.diffusion.get_schedule`) with
+`diffusion.num_steps` (T) and `diffusion.precision`; `diffusion.x_target` ("data" or
+"symmetrised") with `diffusion.target_group`.
 
 Variants (`model.kind`, what is trained):
   dit            a plain DiT eps-network (no symmetrisation)             paper "DiT"
@@ -12,8 +16,8 @@ Variants (`model.kind`, what is trained):
   symdiff_target SymDiff trained towards the exact own-orbit O(3)
                  symmetrised target (eps form; paper 000 on paper 002)   (new)
 
-Sizes: None / "" is the paper setting (GPU scale), "small" a CPU-sized run of the
-same recipe, "smoke" seconds for tests.
+Sizes (the config argument, `configs/qm9_<variant>.py:<size>`): None / "" is the paper
+setting (GPU scale), "small" a CPU-sized run of the same recipe, "smoke" seconds for tests.
 
 Facts (paper 002 appendix B-C and its official code): eps-network 384 x 12 layers x 6
 heads, node embedding 184, distance embedding 200, K = 184 Gaussians; gamma trunk
@@ -29,11 +33,13 @@ from __future__ import annotations
 
 import ml_collections
 
+
 VARIANTS = ("dit", "dit_aug", "symdiff_h", "symdiff", "symdiff_star", "edm", "symdiff_target")
-SIZES = ("", "small", "smoke")
 
 # QM9 train split: 100,000 molecules; 4350 epochs at batch 256 (paper 002, C.2.2).
-_PAPER_STEPS = 4350 * (100_000 // 256)
+PAPER_STEPS = 4350 * (100_000 // 256)
+# QM9 batches per epoch at EDM's batch 64.
+EDM_STEPS_PER_EPOCH = 100_000 // 64
 
 
 def _model(kind: str) -> ml_collections.ConfigDict:
@@ -75,12 +81,13 @@ def _model(kind: str) -> ml_collections.ConfigDict:
     return m
 
 
-def _base(variant: str) -> ml_collections.ConfigDict:
+def base(variant: str, kind: str) -> ml_collections.ConfigDict:
+    """The paper-scale config every variant starts from; `kind` is its `model.kind`."""
     c = ml_collections.ConfigDict()
     c.experiment = "qm9"
     c.variant = variant
     c.seed = 0
-    c.num_train_steps = _PAPER_STEPS
+    c.num_train_steps = PAPER_STEPS
     c.batch_size = 256
     c.init_from = ""  # a workdir (or its checkpoints/) of a `dit` run: its DiT becomes eps_theta
     c.freeze_eps = False  # with init_from: train only gamma (paper 002's DiT-FT-Freeze)
@@ -88,11 +95,10 @@ def _base(variant: str) -> ml_collections.ConfigDict:
     # replicating them; batches are always sharded on the mesh's "data" axis.
     c.train_fsdp = False
 
-    kind = {"dit_aug": "dit", "symdiff_star": "symdiff", "symdiff_target": "symdiff"}
-    c.model = _model(kind.get(variant, variant))
+    c.model = _model(kind)
 
     c.data = ml_collections.ConfigDict()
-    c.data.dataset = "qm9"  # or "geom_drugs" (symdiff_jax.experiments.molecule_data)
+    c.data.dataset = "qm9"  # or "geom_drugs" (experiments.qm9.input_pipeline)
     c.data.source = ""  # "" = the qm9pack wheel; or an EDM npz directory / GDB-9 tarball
     c.data.cache_dir = ""  # "" = ~/.cache/symdiff_jax/qm9
     c.data.max_train = 0  # 0 = the whole train split; else the first k (of a fixed shuffle)
@@ -108,12 +114,12 @@ def _base(variant: str) -> ml_collections.ConfigDict:
     c.diffusion.schedule = "polynomial_2"
     c.diffusion.num_steps = 1000
     c.diffusion.precision = 1e-5
-    c.diffusion.x_target = "symmetrised" if variant == "symdiff_target" else "data"
+    c.diffusion.x_target = "data"
     c.diffusion.target_group = "O3"
-    c.diffusion.augment_group = "O3" if variant == "dit_aug" else ""
+    c.diffusion.augment_group = ""  # "O3": Haar data augmentation (DiT-Aug)
 
     c.optim = ml_collections.ConfigDict()
-    c.optim.learning_rate = 1e-4 if variant == "symdiff_star" else 2e-4
+    c.optim.learning_rate = 2e-4
     c.optim.weight_decay = 1e-12
     c.optim.amsgrad = True
     c.optim.clip_norm = 2.0
@@ -143,16 +149,6 @@ def _base(variant: str) -> ml_collections.ConfigDict:
     c.evaluate.novelty = True
     c.evaluate.write_files = True
 
-    if variant == "edm":
-        c.optim.learning_rate = 1e-4
-        c.optim.amsgrad = True
-        c.optim.weight_decay = 1e-12
-        c.batch_size = 64
-        c.num_train_steps = 3000 * (100_000 // 64)
-    if variant == "symdiff_star":
-        m = c.model
-        m.hidden, m.depth, m.heads, m.node_embed, m.num_gaussians = 768, 12, 12, 382, 382
-        m.gamma.hidden, m.gamma.depth, m.gamma.heads, m.gamma.decoder_hidden = 216, 10, 8, 80
     return c
 
 
@@ -207,37 +203,10 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     c.evaluate.novelty = False
 
 
-def qm9_config(variant: str, size: str | None = None) -> ml_collections.ConfigDict:
-    """The config of a QM9 variant at a size ("" / None: paper, "small", "smoke")."""
-    size = size or ""
-    if variant not in VARIANTS:
-        raise ValueError(f"Unknown QM9 variant {variant!r}; expected one of {VARIANTS}.")
-    if size not in SIZES:
-        raise ValueError(
-            f"Unknown size {size!r} for qm9_{variant}; expected one of "
-            f"{[s or '(none)' for s in SIZES]} (e.g. configs/qm9_{variant}.py:small)."
-        )
-    c = _base(variant)
+def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
+    """Scales a paper-setting config down to `size` ("", "small" or "smoke")."""
     if size == "small":
         _small(c)
     elif size == "smoke":
         _smoke(c)
-    return c
-
-
-# GEOM-Drugs train split: 5,538,014 conformers (EDM's split of 6,922,516); 55 epochs.
-_GEOM_TRAIN = 5_538_014
-
-
-def geom_config(size: str | None = None) -> ml_collections.ConfigDict:
-    """SymDiff on GEOM-Drugs (paper 002, Table 4) at a size ("" / None, "small", "smoke")."""
-    c = qm9_config("symdiff", size)
-    c.experiment = "geom_drugs"
-    c.variant = "geom_symdiff"
-    c.data.dataset = "geom_drugs"
-    c.data.max_atoms = 181
-    c.data.bucket_sizes = ()
-    c.optim.learning_rate = 1e-4 if not size else c.optim.learning_rate
-    if not size:
-        c.num_train_steps = 55 * (_GEOM_TRAIN // 256)
     return c

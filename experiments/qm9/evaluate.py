@@ -17,59 +17,63 @@ are reported; the test NLL is the variational bound in nats including `log p(N)`
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from symdiff_jax.data import size_histogram
-from symdiff_jax.experiments import qm9
+from experiments.common.restore import RestoredRun, restore_run
+from experiments.common.state import make_schedule
+from experiments.qm9.input_pipeline import fixed_batches, load_split
+from experiments.qm9.sampling import sample_metrics, sample_molecules_batched
+from experiments.qm9.model import abstract_state
+from symdiff_jax.data import num_atoms_log_prob, size_histogram
+from symdiff_jax.diffusion.molecules import molecules_from_batch, nll_terms
+from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.models.factory import compute_dtype as compute_dtype_of
-from symdiff_jax.train import Checkpointer
 
 PREFIX = "eval/"
 # Sample metrics in the order tables list them.
 SAMPLE_METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness", "novelty")
 
 
-class WorkdirError(FileNotFoundError):
-    """A workdir that is not a trained QM9 run (missing, no config.json, no checkpoint)."""
+def make_nll_fn(config, schedule: Schedule, histogram: np.ndarray):
+    """`(model, batch, key) -> {"nll": [B], ...}`: the VLB estimate with `log p(N)`."""
+
+    spec = dataset_of(config).spec
+
+    def nll_fn(model, batch, key):
+        mol = molecules_from_batch(batch, spec)
+        n = jnp.sum(mol.mask, -1).astype(jnp.int32)
+        return nll_terms(
+            model,
+            key,
+            mol,
+            schedule,
+            num_steps=config.diffusion.num_steps,
+            spec=spec,
+            log_prob_num_atoms=num_atoms_log_prob(histogram, n),
+        )
+
+    return nll_fn
 
 
-class RestoredRun(NamedTuple):
-    """A trained run ready to sample: its config, model structure and EMA parameters."""
+def validation_nll(nll_step, params, batches: list[dict], key: jax.Array) -> float:
+    """Mean VLB NLL (nats, with log p(N)) over fixed batches and fixed keys."""
+    total, count = 0.0, 0
+    for i, batch in enumerate(batches):
+        nll = np.asarray(jax.device_get(nll_step(params, batch, jax.random.fold_in(key, i))["nll"]))
+        total, count = total + float(nll.sum()), count + nll.size
+    return total / max(count, 1)
 
-    workdir: str
-    config: ml_collections.ConfigDict
-    graphdef: Any
-    params: Any  # the EMA parameters of the restored step
-    step: int
 
-
-def _train_command(workdir: str, variant: str = "<variant>") -> str:
+def _train_command(workdir: str, config) -> str:
+    variant = config.get("variant", "<variant>") if config is not None else "<variant>"
     return f"python -m experiments.train --config configs/qm9_{variant}.py --workdir {workdir}"
-
-
-def parse_checkpoint(spec: str | int) -> tuple[bool, int | None]:
-    """`"latest"` -> `(False, None)`, `"best"` -> `(True, None)`, `"1500"` -> `(False, 1500)`.
-
-    Raises:
-      ValueError: anything else (the message lists the accepted forms).
-    """
-    text = str(spec).strip().lower()
-    if text == "latest":
-        return False, None
-    if text == "best":
-        return True, None
-    if text.isdigit():
-        return False, int(text)
-    raise ValueError(
-        f"checkpoint must be 'latest', 'best' or a step number (e.g. 5000); got {spec!r}."
-    )
 
 
 def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
@@ -83,7 +87,7 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
       The `RestoredRun` (config from `<workdir>/config.json`, the restored step).
 
     Raises:
-      FileNotFoundError: (`WorkdirError` or `qm9.load_config_json`'s) the workdir, its
+      FileNotFoundError: (`WorkdirError` or `load_config_json`'s) the workdir, its
         config.json or its checkpoints are missing, or it is not a QM9 run; the message
         says how to train one.
       ValueError: a malformed `checkpoint`.
@@ -91,37 +95,12 @@ def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
         (damaged files, unknown step, no best step, a config that no longer matches).
         Restoring only reads: nothing in the workdir is changed.
     """
-    best, step = parse_checkpoint(checkpoint)
-    if not os.path.isdir(workdir):
-        raise WorkdirError(
-            f"Workdir {workdir!r} does not exist. Train a QM9 model into it first: "
-            f"`{_train_command(workdir)}`."
-        )
-    config = qm9.load_config_json(workdir)  # FileNotFoundError without config.json
-    if config.get("experiment") not in ("qm9", "geom_drugs"):
-        raise WorkdirError(
-            f"Workdir {workdir!r} holds a {config.get('experiment')!r} run; sampling and "
-            "evaluation support QM9 runs only (configs/qm9_<variant>.py)."
-        )
-    directory = qm9.checkpoint_dir(workdir)
-    with Checkpointer(directory) as ckpt:
-        steps = ckpt.all_steps()
-    if not steps:
-        raise WorkdirError(
-            f"No checkpoints in {directory}: the run in {workdir!r} has not saved one yet "
-            f"(it saves every config.train.checkpoint_every = "
-            f"{config.train.checkpoint_every} steps). Train or resume it with "
-            f"`{_train_command(workdir, config.get('variant', '<variant>'))}`."
-        )
-    graphdef, target = qm9.abstract_state(config)
-    with Checkpointer(directory) as ckpt:
-        state = ckpt.restore(target, step=step, best=best)
-    return RestoredRun(
-        workdir=workdir,
-        config=config,
-        graphdef=graphdef,
-        params=state.ema_params,
-        step=int(jax.device_get(state.step)),
+    return restore_run(
+        workdir,
+        checkpoint,
+        experiments=("qm9", "geom_drugs"),
+        abstract_state=abstract_state,
+        train_command=_train_command,
     )
 
 
@@ -144,7 +123,7 @@ def with_compute_dtype(run: RestoredRun, compute_dtype: str) -> RestoredRun:
     config = ml_collections.ConfigDict(run.config.to_dict())
     config.model.compute_dtype = str(compute_dtype)
     compute_dtype_of(config.model)  # ValueError for an unknown name
-    graphdef, _ = qm9.abstract_state(config)
+    graphdef, _ = abstract_state(config)
     return run._replace(config=config, graphdef=graphdef)
 
 
@@ -154,7 +133,7 @@ def train_size_histogram(config) -> np.ndarray:
     The training split exactly as the run saw it (`config.data.max_train` included), so
     samples follow the size distribution the model was trained on.
     """
-    train = qm9.load_split(config, "train", config.data.max_train)
+    train = load_split(config, "train", config.data.max_train)
     return size_histogram(train["num_atoms"], config.data.max_atoms)
 
 
@@ -179,7 +158,7 @@ def draw_samples(
       num_steps, sampler, batch_size: default `config.sample.*`; the batch size is capped at
         `num_samples`.
       histogram: size counts; default `train_size_histogram(run.config)`.
-      schedule: the noise schedule; default `qm9.make_schedule(run.config)`.
+      schedule: the noise schedule; default `make_schedule(run.config.diffusion)`.
       progress: show a progress bar.
 
     Returns:
@@ -189,13 +168,13 @@ def draw_samples(
     if int(num_samples) < 1:
         raise ValueError(f"num_samples must be at least 1; got {num_samples}.")
     config = run.config
-    return qm9.sample_molecules_batched(
+    return sample_molecules_batched(
         run.graphdef,
         run.params,
         key,
         train_size_histogram(config) if histogram is None else histogram,
         int(num_samples),
-        schedule=qm9.make_schedule(config) if schedule is None else schedule,
+        schedule=make_schedule(config.diffusion) if schedule is None else schedule,
         num_steps=int(num_steps or config.sample.num_steps),
         batch_size=min(int(batch_size or config.sample.batch_size), int(num_samples)),
         sampler=sampler or config.sample.sampler,
@@ -209,7 +188,7 @@ def novelty_reference(config) -> frozenset[str]:
     """EDM's novelty reference: the SMILES of the whole training split's xyz-derived graphs.
 
     `symdiff_jax.data.load_qm9_graph_smiles("train")` (cached after the first call, which
-    takes about a minute), as a set for `qm9.sample_metrics(..., train_smiles=...)`.
+    takes about a minute), as a set for `sample_metrics(..., train_smiles=...)`.
     """
     from symdiff_jax.data.qm9 import load_qm9_graph_smiles
 
@@ -272,7 +251,7 @@ def evaluate_samples_runs(
     """Scores `num_runs` independent sampling runs and summarises them (`summarise_runs`).
 
     Run `i` draws `num_samples` molecules with `jax.random.fold_in(key, i)` and is scored by
-    `qm9.sample_metrics` (stability, validity, uniqueness; novelty when `train_smiles`, e.g.
+    `sample_metrics` (stability, validity, uniqueness; novelty when `train_smiles`, e.g.
     `novelty_reference(run.config)`, is given).
 
     Returns:
@@ -282,7 +261,7 @@ def evaluate_samples_runs(
     if int(num_runs) < 1:
         raise ValueError(f"num_runs must be at least 1; got {num_runs}.")
     histogram = train_size_histogram(run.config) if histogram is None else histogram
-    schedule = qm9.make_schedule(run.config)
+    schedule = make_schedule(run.config.diffusion)
     per_run, seconds = [], 0.0
     for i in range(int(num_runs)):
         start = time.time()
@@ -298,7 +277,7 @@ def evaluate_samples_runs(
             progress=progress,
         )
         seconds += time.time() - start
-        per_run.append(qm9.sample_metrics(samples, train_smiles))
+        per_run.append(sample_metrics(samples, train_smiles))
     out = summarise_runs(per_run)
     out[PREFIX + "sample_time_s"] = seconds
     return out
@@ -314,10 +293,10 @@ def test_nll(
 ) -> tuple[float, int]:
     """Mean negative log-likelihood bound on the test split, in nats per molecule.
 
-    The VLB estimate of `qm9.make_nll_fn` (EDM's NLL, including `-log p(N)` under the
+    The VLB estimate of `make_nll_fn` (EDM's NLL, including `-log p(N)` under the
     training size histogram) with the run's EMA parameters, one fixed key per batch. Every
-    test molecule counts exactly once: full batches go through `qm9.fixed_batches` and
-    `qm9.validation_nll`; the remaining molecules are padded to one more batch (of repeats)
+    test molecule counts exactly once: full batches go through `fixed_batches` and
+    `validation_nll`; the remaining molecules are padded to one more batch (of repeats)
     whose extra rows are ignored, so the compiled step is reused.
 
     Args:
@@ -325,7 +304,7 @@ def test_nll(
       key: PRNG key of the estimate (fixed key -> reproducible number).
       histogram: size counts for `log p(N)`; default `train_size_histogram(run.config)`.
       max_test: use the first `max_test` molecules of a fixed shuffle of the test split
-        (`qm9.load_split`); 0 = all of it.
+        (`load_split`); 0 = all of it.
       batch_size: default `config.batch_size`, capped at the number of molecules.
 
     Returns:
@@ -335,22 +314,22 @@ def test_nll(
 
     config = run.config
     histogram = train_size_histogram(config) if histogram is None else histogram
-    data = qm9.load_split(config, "test", int(max_test))
+    data = load_split(config, "test", int(max_test))
     count = len(data["num_atoms"])
     if count == 0:
         raise ValueError("The test split is empty; check config.data.source.")
     size = min(int(batch_size or config.batch_size), count)
     nll_step = make_eval_step(
-        run.graphdef, qm9.make_nll_fn(config, qm9.make_schedule(config), histogram)
+        run.graphdef, make_nll_fn(config, make_schedule(config.diffusion), histogram)
     )
-    full = qm9.fixed_batches(data, size)
+    full = fixed_batches(data, size)
     covered = len(full) * size
-    total = qm9.validation_nll(nll_step, run.params, full, key) * covered
+    total = validation_nll(nll_step, run.params, full, key) * covered
     rest = count - covered
     if rest:
         rows = np.resize(np.arange(covered, count), size)  # the tail, repeated to a full batch
         tail = {k: v[rows] for k, v in data.items() if np.shape(v)[:1] == (count,)}
-        (batch,) = qm9.fixed_batches(tail, size)
+        (batch,) = fixed_batches(tail, size)
         nll = nll_step(run.params, batch, jax.random.fold_in(key, len(full)))["nll"]
         total += float(np.asarray(jax.device_get(nll))[:rest].sum())
     return total / count, count
@@ -378,39 +357,3 @@ def format_table(metrics: Mapping[str, Any], prefix: str = PREFIX) -> str:
         std_text = f"{std:>10.4g}" if isinstance(std, float) else f"{'-':>10}"
         lines.append(f"  {name:<{width}}  {metrics[prefix + name]:>12.6g}  {std_text}")
     return "\n".join(lines)
-
-
-# ----------------------------------------------------------------------------- CLI helpers
-
-
-def experiment_of(workdir: str) -> str | None:
-    """The `experiment` of a workdir's config.json, or None when there is none to read."""
-    import json
-
-    try:
-        with open(os.path.join(workdir, "config.json")) as f:
-            return json.load(f).get("experiment")
-    except (OSError, ValueError):
-        return None
-
-
-def load_run_or_exit(workdir: str, checkpoint: str, loader=None) -> RestoredRun:
-    """`load_run` for the command lines: a user error prints `error: ...` and exits with 1.
-
-    Nothing is written before the run is restored, so a failure leaves the workdir as it was.
-    """
-    import sys
-
-    from symdiff_jax.train import CheckpointError
-
-    try:
-        return (loader or load_run)(workdir, checkpoint)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-    except CheckpointError as err:
-        print(
-            f"error: {err}\nWith this command, pass --checkpoint <step> (or best) to use "
-            "another checkpoint of the run.",
-            file=sys.stderr,
-        )
-    sys.exit(1)

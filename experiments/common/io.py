@@ -1,4 +1,4 @@
-"""Writing what every experiment run leaves behind: config.json and metrics.json."""
+"""What every run leaves in its workdir: config.json, metrics.json and checkpoints/."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import ml_collections
 import numpy as np
 
 
@@ -52,3 +53,33 @@ def write_metrics(workdir: str, metrics: Mapping[str, Any]) -> str:
     existing.update(metrics)
     write_json(path, existing)
     return path
+
+
+def load_config_json(workdir: str) -> ml_collections.ConfigDict:
+    """The config a run wrote to `<workdir>/config.json`.
+
+    Raises:
+      FileNotFoundError: the workdir has no config.json (the message says how to train one).
+    """
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"No config.json in {workdir!r}: not a training workdir. Train first with "
+            "`python -m experiments.train --config configs/<name>.py --workdir <dir>`."
+        )
+    with open(path) as f:
+        return ml_collections.ConfigDict(json.load(f))
+
+
+def experiment_of(workdir: str) -> str | None:
+    """The `experiment` of a workdir's config.json, or None when there is none to read."""
+    try:
+        with open(os.path.join(workdir, "config.json")) as f:
+            return json.load(f).get("experiment")
+    except (OSError, ValueError):
+        return None
+
+
+def checkpoint_dir(workdir: str) -> str:
+    """`<workdir>/checkpoints`: where a run's `Checkpointer` writes."""
+    return os.path.join(workdir, "checkpoints")
