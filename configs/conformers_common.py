@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import ml_collections
 
-
 NAMES = (
     "qm9_conformers_flow",
     "qm9_conformers_flow_target",

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import ml_collections
 
-
 VARIANTS = ("dit", "dit_aug", "symdiff_h", "symdiff", "symdiff_star", "edm", "symdiff_target")
 
 # QM9 train split: 100,000 molecules; 4350 epochs at batch 256 (paper 002, C.2.2).

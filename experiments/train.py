@@ -47,6 +47,7 @@ def experiments() -> dict[str, ModuleType]:
         "toy_2d": toy_2d_train,
     }
 
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_CONFIG = os.path.join(_REPO, "configs", "default.py")
 

@@ -20,6 +20,7 @@ import jax
 import numpy as np
 
 from experiments.common.restore import RestoredRun, restore_run
+from experiments.conformers.input_pipeline import elements_of
 from experiments.conformers.model import abstract_state
 from experiments.conformers.sampling import generate_conformers
 from symdiff_jax.conformers.datasets import (
@@ -141,9 +142,7 @@ def evaluate_conformer_run(
         config = config.copy_and_resolve_references()
         with config.unlocked():
             config.evaluate.num_workers = num_workers
-    per_molecule, _ = score_conformers(
-        test, chosen, generated, requests, config, progress=progress
-    )
+    per_molecule, _ = score_conformers(test, chosen, generated, requests, config, progress=progress)
     out = _prefixed(prefix, summarise(per_molecule))
     out[f"{prefix}num_molecules"] = len(chosen)
     out[f"{prefix}generated_conformers"] = len(requests)
@@ -221,7 +220,7 @@ def generate_for_smiles(
     table = table_from_mols(
         [mol],
         [np.zeros((1, mol.GetNumAtoms(), 3))],
-        elements=_ELEMENTS[config.data.source],
+        elements=elements_of(config),
         max_atoms=int(config.data.max_atoms),
         automorphism_group="none",
         smiles=[smiles],

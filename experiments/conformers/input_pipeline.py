@@ -26,9 +26,14 @@ def num_atom_features(table: dict[str, np.ndarray]) -> int:
     return int(table["atom_features"].shape[-1])
 
 
+def elements_of(config) -> tuple:
+    """The element vocabulary of the config's data source (`data.source`)."""
+    return _ELEMENTS[config.data.source]
+
+
 def num_features_of(config) -> int:
     """Width of the atom features of the config's data source (without loading it)."""
-    return len(atom_feature_names(_ELEMENTS[config.data.source]))
+    return len(atom_feature_names(elements_of(config)))
 
 
 def fixed_batches(table, config, count: int) -> list[dict[str, jax.Array]]:

@@ -28,9 +28,9 @@ import numpy as np
 
 from experiments.common.restore import RestoredRun, restore_run
 from experiments.common.state import make_schedule
-from experiments.qm9.input_pipeline import fixed_batches, load_split
-from experiments.qm9.sampling import sample_metrics, sample_molecules_batched
+from experiments.qm9.input_pipeline import dataset_of, fixed_batches, load_split
 from experiments.qm9.model import abstract_state
+from experiments.qm9.sampling import sample_metrics, sample_molecules_batched
 from symdiff_jax.data import num_atoms_log_prob, size_histogram
 from symdiff_jax.diffusion.molecules import molecules_from_batch, nll_terms
 from symdiff_jax.diffusion.schedules import Schedule

@@ -15,7 +15,6 @@ import os
 import time
 from typing import Any
 
-
 from experiments.common.run import Hooks, RunKeys, train_and_evaluate
 from experiments.common.state import make_schedule
 from experiments.qm9.evaluate import make_nll_fn, validation_nll

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from symdiff_jax.experiments.qm9_config import qm9_config
+import configs
 from symdiff_jax.models.factory import build_denoiser
 from symdiff_jax.testing import randomise_parameters
 
@@ -26,7 +26,7 @@ def _inputs(batch=3, n=7, features=6, seed=0):
 def test_symdiff_denoiser_is_the_sandwich_with_one_shared_distance_embedding(kind):
     """The distance features computed once (they are invariant) give the sandwich of
     separately evaluated `gamma` and `eps_theta`, up to float32 rounding."""
-    m = qm9_config("symdiff", "smoke").model
+    m = configs.get_config("qm9_symdiff", "smoke").model
     m.kind = kind
     denoiser = build_denoiser(m, 6, jax.random.key(0))
     x, h, t, mask = _inputs()
@@ -56,7 +56,7 @@ def test_symdiff_denoiser_is_the_sandwich_with_one_shared_distance_embedding(kin
 def test_compute_dtype_reaches_every_transformer_matmul():
     """`model.compute_dtype=bfloat16` gives bf16 matmuls in eps_theta and f_theta, float32
     weights and outputs; an unknown dtype is an error naming the choices."""
-    m = qm9_config("symdiff", "smoke").model
+    m = configs.get_config("qm9_symdiff", "smoke").model
     m.compute_dtype = "bfloat16"
     denoiser = build_denoiser(m, 6, jax.random.key(0))
     blocks = [*denoiser.eps_net.backbone.blocks, *denoiser.gamma_net.backbone.blocks]

@@ -37,6 +37,7 @@ parameter gradient of the loss with each method's target. Measured at the final
 parameters of the first trained method (the baseline in the default config) and at
 initialisation.
 """
+
 from __future__ import annotations
 
 import os

@@ -21,8 +21,6 @@ Everything heavy is a pure, jitted function: the train step is scanned with
 
 from __future__ import annotations
 
-from __future__ import annotations
-
 import functools
 import os
 import time
@@ -50,7 +48,6 @@ from experiments.toys.toy_2d.model import (
 from experiments.toys.toy_2d.plots import plot_results
 from symdiff_jax.diffusion import prior_sample
 from symdiff_jax.metrics.alignment import aligned_rmsd, superimpose
-
 
 # ----------------------------------------------------------------------------- training
 

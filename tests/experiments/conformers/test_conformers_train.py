@@ -7,10 +7,15 @@ import math
 import numpy as np
 import pytest
 
+import configs
+from configs.conformers_common import NAMES
+from experiments.conformers import train as conformers
 from symdiff_jax.conformers.datasets import load_conformer_data, train_batches
 from symdiff_jax.data.geom import write_example_geom
-from symdiff_jax.experiments import conformers
-from symdiff_jax.experiments.conformer_config import NAMES, conformer_config
+
+
+def conformer_config(name: str, size: str | None = None):
+    return configs.get_config(name, size)
 
 
 @pytest.fixture
@@ -84,11 +89,11 @@ def test_train_batches_resume_exactly(tmp_path):
 def test_configs_build(name, size):
     c = conformer_config(name, size)
     assert c.experiment == "conformers"
-    assert (c.objective.x_target == "symmetrised") == name.endswith("_target")
+    assert (c.diffusion.x_target == "symmetrised") == name.endswith("_target")
 
 
 def test_bad_config_values_are_clear_errors():
-    with pytest.raises(ValueError, match="Unknown conformer config"):
+    with pytest.raises(ValueError, match="Unknown config"):
         conformer_config("qm9_conformers_fast")
     with pytest.raises(ValueError, match="size"):
         conformer_config("qm9_conformers_flow", "tiny")

@@ -10,7 +10,9 @@ import pytest
 from flax import nnx
 
 from configs.toy_2d import get_config
-from symdiff_jax.experiments import toy_2d
+from experiments.common.state import make_schedule
+from experiments.toys.toy_2d import evaluate, model, train
+from symdiff_jax.diffusion.schedules import linear_sigma_schedule
 from symdiff_jax.testing import assert_equivariant
 
 
@@ -18,11 +20,11 @@ from symdiff_jax.testing import assert_equivariant
 def smoke():
     """Pieces of the smoke setting, shared by the tests of this file."""
     config = get_config("smoke")
-    x0 = toy_2d.toy_data(config.data.points)
-    schedule = toy_2d.make_schedule(config)
-    perms = jnp.asarray(toy_2d.make_permutations(config, 4))
-    graphdef, params = nnx.split(toy_2d.make_model(config, jax.random.key(0)), nnx.Param)
-    denoise = toy_2d.make_denoiser(graphdef)
+    x0 = model.toy_data(config.data.points)
+    schedule = make_schedule(config.diffusion)
+    perms = jnp.asarray(model.make_permutations(config, 4))
+    graphdef, params = nnx.split(model.make_model(config, jax.random.key(0)), nnx.Param)
+    denoise = model.make_denoiser(graphdef)
     common = dict(denoise=denoise, x0=x0, schedule=schedule, permutations=perms)
     return config, params, common
 
@@ -41,13 +43,13 @@ def test_config_variants():
 
 def test_linear_sigma_schedule_matches_the_reference_formula():
     """sigma_t = 0.01 + 0.989 t and alpha_t = sqrt(1 - sigma_t^2) (reference 1D toy)."""
-    sch = toy_2d.linear_sigma_schedule(0.01, 0.999)
+    sch = linear_sigma_schedule(0.01, 0.999)
     t = np.linspace(0.0, 1.0, 11)
     alpha, sigma = (np.asarray(a) for a in sch.alpha_sigma(jnp.asarray(t)))
     np.testing.assert_allclose(sigma, 0.01 + 0.989 * t, rtol=1e-5)
     np.testing.assert_allclose(alpha, np.sqrt(1 - (0.01 + 0.989 * t) ** 2), rtol=1e-5)
     with pytest.raises(ValueError, match="sigma_min"):
-        toy_2d.linear_sigma_schedule(0.5, 0.1)
+        linear_sigma_schedule(0.5, 0.1)
 
 
 def test_denoiser_is_o2_x_s4_equivariant(smoke, key):
@@ -70,12 +72,12 @@ def test_losses_vanish_at_their_targets(smoke):
 
     def exact(_, z, t):
         alpha, sigma = schedule.alpha_sigma(t)
-        return toy_2d.symmetrised_targets(z, x0, alpha, sigma, "O2", perms)
+        return model.symmetrised_targets(z, x0, alpha, sigma, "O2", perms)
 
     t = jnp.linspace(0.05, 0.95, 16)
     kw = dict(common, denoise=exact, config=config)
-    sym = toy_2d.per_example_loss(None, jax.random.key(2), t, method="symmetrised", **kw)
-    data = toy_2d.per_example_loss(None, jax.random.key(2), t, method="baseline", **kw)
+    sym = model.per_example_loss(None, jax.random.key(2), t, method="symmetrised", **kw)
+    data = model.per_example_loss(None, jax.random.key(2), t, method="baseline", **kw)
     assert sym.shape == data.shape == (16,)
     assert float(jnp.max(jnp.abs(sym))) < 1e-6
     assert float(jnp.min(data)) > 1e-3
@@ -90,7 +92,7 @@ def test_symmetrised_target_of_the_clean_sample_is_its_alignment(smoke):
     x_t = (x0 @ rot.T)[jnp.array([2, 0, 3, 1])]
     sigma = jnp.float32(1e-3)
     alpha = jnp.sqrt(1 - sigma**2)
-    phi = toy_2d.symmetrised_targets(x_t[None] * alpha, x0, alpha[None], sigma[None], "O2", perms)
+    phi = model.symmetrised_targets(x_t[None] * alpha, x0, alpha[None], sigma[None], "O2", perms)
     np.testing.assert_allclose(np.asarray(phi[0]), np.asarray(x_t), atol=1e-4)
 
 
@@ -106,14 +108,14 @@ def test_gradient_variance_is_lower_for_the_symmetrised_loss(smoke):
     config, params, common = smoke
     config = get_config("smoke")
     config.grad_var.num_examples = 512
-    grad_var = toy_2d.make_gradient_variance(config, **common)
+    grad_var = evaluate.make_gradient_variance(config, **common)
     var = grad_var(params, jax.random.key(3), 0.7)
     assert var["baseline"] > var["symmetrised"] > 0
 
 
 def test_smoke_run_returns_every_key(tmp_path):
     config = get_config("smoke")
-    metrics = toy_2d.run(config, str(tmp_path))
+    metrics = train.run(config, str(tmp_path))
     expected = {"wall_time_s"}
     for m in config.methods:
         expected.add(f"train/loss/{m}")
@@ -141,11 +143,11 @@ def test_unknown_method_and_params_are_named(tmp_path):
     config = get_config("smoke")
     config.methods = ("baseline", "augmented")
     with pytest.raises(ValueError, match="augmented"):
-        toy_2d.run(config, str(tmp_path))
+        train.run(config, str(tmp_path))
     with pytest.raises(ValueError, match="loss_weight"):
         bad = get_config("smoke")
         bad.diffusion.loss_weight = "edm"
-        toy_2d.loss_weight(bad, jnp.ones(1), jnp.ones(1))
+        model.loss_weight(bad, jnp.ones(1), jnp.ones(1))
 
 
 def test_training_runs_in_chunks_with_a_remainder(smoke):
@@ -154,7 +156,7 @@ def test_training_runs_in_chunks_with_a_remainder(smoke):
     config = get_config("smoke")
     config.train.num_steps = 7
     config.train.chunk = 5
-    new_params, losses = toy_2d.train(config, "symmetrised", params, jax.random.key(4), **common)
+    new_params, losses = train.train(config, "symmetrised", params, jax.random.key(4), **common)
     assert losses.shape == (7,) and np.all(np.isfinite(losses))
     leaves = jax.tree.leaves(jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), new_params, params))
     assert max(float(v) for v in leaves) > 0
@@ -168,7 +170,7 @@ def test_loss_weight(smoke, weight):
     config.diffusion.loss_weight = weight
     t = jnp.linspace(0.05, 0.95, 8)
     kw = dict(common, denoise=lambda p, z, t: jnp.zeros_like(z), config=config)
-    data = toy_2d.per_example_loss(None, jax.random.key(5), t, method="baseline", **kw)
+    data = model.per_example_loss(None, jax.random.key(5), t, method="baseline", **kw)
     alpha, sigma = common["schedule"].alpha_sigma(t)
     w = (alpha / sigma) ** 2 if weight == "snr" else jnp.ones_like(t)
     np.testing.assert_allclose(np.asarray(data), np.asarray(w * 2.5), rtol=1e-5)
@@ -178,4 +180,4 @@ def test_bad_grad_var_params_fail_before_training(tmp_path):
     config = get_config("smoke")
     config.grad_var.params = ("init", "augmented")
     with pytest.raises(ValueError, match="augmented"):
-        toy_2d.run(config, str(tmp_path))
+        train.run(config, str(tmp_path))

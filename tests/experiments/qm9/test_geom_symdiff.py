@@ -4,24 +4,15 @@ import os
 
 import numpy as np
 
-from symdiff_jax.experiments import get_experiment
-from symdiff_jax.experiments.io import write_config
+import configs
+from experiments.common.io import write_config
+from experiments.qm9 import train
 from symdiff_jax.testing.fake_data import write_fake_geom_drugs
-
-
-def load_config(name):
-    import importlib.util
-
-    path = os.path.join(os.path.dirname(__file__), "..", "..", "configs", f"{name}.py")
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config
 
 
 def test_geom_symdiff_smoke_runs_end_to_end(tmp_path):
     write_fake_geom_drugs(tmp_path / "geom", num_molecules=4, conformations=30, sizes=(4, 10))
-    config = load_config("geom_symdiff")("smoke")
+    config = configs.get_config("geom_symdiff", "smoke")
     config.data.source = str(tmp_path / "geom")
     config.data.max_atoms = 12
     config.evaluate.num_samples = 4
@@ -30,7 +21,8 @@ def test_geom_symdiff_smoke_runs_end_to_end(tmp_path):
     workdir = str(tmp_path / "run")
     os.makedirs(workdir)
     write_config(workdir, config)
-    metrics = get_experiment(config.experiment).run(config, workdir)
+    assert config.experiment == "geom_drugs"
+    metrics = train.run(config, workdir)
     assert metrics["steps"] == config.num_train_steps
     assert np.isfinite(metrics["train/loss"]) and np.isfinite(metrics["val/nll"])
     assert 0.0 <= metrics["atom_stability"] <= 1.0

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from configs.toy_1d import get_config
-from symdiff_jax.experiments import toy_1d as E
+from experiments.toys.toy_1d import evaluate, model, train
 
 
 @pytest.fixture(scope="module")
-def model():
-    _, init, apply = E.build_model(get_config("smoke"))
+def denoiser():
+    _, init, apply = model.build_model(get_config("smoke"))
     return init, apply
 
 
@@ -28,17 +28,17 @@ def _ideal_denoiser(x, alpha, sigma):
 
 def test_reference_grid():
     """sigma linear from 0.01 to 0.999 over 100 indices, alpha^2 + sigma^2 = 1, time i / 100."""
-    g = E.make_grid("linear_sigma", 100, 0.01, 0.999)
+    g = model.make_grid("linear_sigma", 100, 0.01, 0.999)
     np.testing.assert_allclose(np.asarray(g.sigmas), np.linspace(0.01, 0.999, 100), rtol=1e-6)
     np.testing.assert_allclose(np.asarray(g.alphas) ** 2 + np.asarray(g.sigmas) ** 2, 1, atol=1e-6)
     np.testing.assert_allclose(np.asarray(g.times), np.arange(100) / 100, atol=1e-7)
-    np.testing.assert_array_equal(E.sampling_indices(100, 100), np.arange(99, -1, -1))
-    idx = E.sampling_indices(100, 10)
+    np.testing.assert_array_equal(evaluate.sampling_indices(100, 100), np.arange(99, -1, -1))
+    idx = evaluate.sampling_indices(100, 10)
     assert idx[0] == 99 and idx[-1] == 0 and np.all(np.diff(idx) < 0)
 
 
 def test_other_schedules_are_valid():
-    g = E.make_grid("polynomial_2", 100)
+    g = model.make_grid("polynomial_2", 100)
     a, s = np.asarray(g.alphas), np.asarray(g.sigmas)
     np.testing.assert_allclose(a**2 + s**2, 1, atol=1e-5)
     assert np.all(np.diff(s) >= 0) and s[-1] > 0.99
@@ -46,7 +46,7 @@ def test_other_schedules_are_valid():
 
 def test_ddim_matches_numpy_reference_loop():
     """ddim_sample equals an independent float64 loop of the reference sampler."""
-    grid = E.make_grid()
+    grid = model.make_grid()
     a, s, tt = (np.asarray(v, np.float64) for v in grid)
 
     def apply(params, x, t):  # any odd denoiser, here a smooth non-ideal one
@@ -54,7 +54,7 @@ def test_ddim_matches_numpy_reference_loop():
 
     z0 = np.linspace(-2.0, 2.0, 41)[:, None]
     got = np.asarray(
-        E.ddim_sample(apply, None, jnp.asarray(z0, jnp.float32), grid, np.arange(99, -1, -1))
+        evaluate.ddim_sample(apply, None, jnp.asarray(z0, jnp.float32), grid, np.arange(99, -1, -1))
     )
     x = z0.copy()
     for i in range(99, -1, -1):
@@ -67,14 +67,14 @@ def test_ddim_matches_numpy_reference_loop():
 
 def test_ideal_denoiser_gives_near_perfect_samples():
     """With the exact posterior mean, samples land on the orbit: both metrics are tiny."""
-    grid = E.make_grid()
+    grid = model.make_grid()
 
     def apply(params, x, t):
         i = jnp.round(t * 100).astype(jnp.int32)
         return jnp.tanh(grid.alphas[i] * x / grid.sigmas[i] ** 2)
 
-    z = E.balanced_starts(jax.random.key(0), 10_000)
-    x = E.ddim_sample(apply, None, z, grid, E.sampling_indices(100, 100))[:, 0]
+    z = evaluate.balanced_starts(jax.random.key(0), 10_000)
+    x = evaluate.ddim_sample(apply, None, z, grid, evaluate.sampling_indices(100, 100))[:, 0]
     from symdiff_jax.metrics.toy_1d import mean_abs_to_nearest, w2_to_reflection_orbit
 
     assert float(mean_abs_to_nearest(x)) < 1e-5
@@ -83,7 +83,7 @@ def test_ideal_denoiser_gives_near_perfect_samples():
 
 
 def test_balanced_starts():
-    z = np.asarray(E.balanced_starts(jax.random.key(1), 1001))
+    z = np.asarray(evaluate.balanced_starts(jax.random.key(1), 1001))
     assert z.shape == (1001, 1)
     assert np.all(z[:500] >= 0) and np.all(z[500:] <= 0)
 
@@ -93,58 +93,60 @@ def test_exact_target_is_tanh():
     x = jnp.linspace(-1.5, 1.5, 31)[:, None]
     alpha = jnp.linspace(0.1, 0.99, 31)
     sigma = jnp.sqrt(1 - alpha**2)
-    got = E.reflection_target("symmetrised", None, x, jnp.ones_like(x), alpha, sigma, 4)
+    got = model.reflection_target("symmetrised", None, x, jnp.ones_like(x), alpha, sigma, 4)
     ref = _ideal_denoiser(np.asarray(x[:, 0], np.float64), np.asarray(alpha), np.asarray(sigma))
     np.testing.assert_allclose(np.asarray(got[:, 0]), ref, rtol=1e-5, atol=1e-6)
-    assert E.reflection_target("baseline", None, x, jnp.ones_like(x), alpha, sigma, 4) is not None
+    assert (
+        model.reflection_target("baseline", None, x, jnp.ones_like(x), alpha, sigma, 4) is not None
+    )
 
 
 def test_mc_target_limits(key):
     """Algorithm 1 with K = 1 returns an orbit point; with many samples it nears the exact."""
     x = jnp.linspace(-1.0, 1.0, 9)[:, None]
     alpha, sigma = jnp.full((9,), 0.6), jnp.full((9,), 0.8)
-    one = E.reflection_target("symmetrised_mc", key, x, jnp.ones_like(x), alpha, sigma, 1)
+    one = model.reflection_target("symmetrised_mc", key, x, jnp.ones_like(x), alpha, sigma, 1)
     np.testing.assert_allclose(np.abs(np.asarray(one)), 1.0, atol=1e-6)
-    many = E.reflection_target("symmetrised_mc", key, x, jnp.ones_like(x), alpha, sigma, 256)
+    many = model.reflection_target("symmetrised_mc", key, x, jnp.ones_like(x), alpha, sigma, 256)
     exact = _ideal_denoiser(np.asarray(x[:, 0]), 0.6, 0.8)
     # K = 256: P(no -1 or no +1 drawn) = 2^-255, weights then within ~0.1 of the exact.
     np.testing.assert_allclose(np.asarray(many[:, 0]), exact, atol=0.15)
 
 
-def test_unknown_method_and_bad_chunks(model):
-    init, apply = model
+def test_unknown_method_and_bad_chunks(denoiser):
+    init, apply = denoiser
     with pytest.raises(ValueError, match="Unknown toy_1d method"):
-        E.reflection_target("augment", None, jnp.ones((2, 1)), jnp.ones((2, 1)), 1.0, 1.0, 1)
+        model.reflection_target("augment", None, jnp.ones((2, 1)), jnp.ones((2, 1)), 1.0, 1.0, 1)
     c = get_config("smoke")
     c.num_train_steps = 150
     with pytest.raises(ValueError, match="multiple of eval_every"):
-        E.make_train_fn(c, "baseline", apply, E.make_grid())
+        train.make_train_fn(c, "baseline", apply, model.make_grid())
     with pytest.raises(ValueError, match="num_sampling_steps"):
-        E.sampling_indices(100, 101)
+        evaluate.sampling_indices(100, 101)
 
 
 def _grad_var(apply, params, index, num_draws, seed=0):
     return np.asarray(
-        E.gradient_variance(
-            apply, params, jax.random.key(seed), E.make_grid(), index, num_draws, E.METHODS
+        evaluate.gradient_variance(
+            apply, params, jax.random.key(seed), model.make_grid(), index, num_draws, model.METHODS
         )
     )
 
 
 @pytest.mark.parametrize("index", [30, 50, 70, 90])
-def test_theorem1_variance_reduction(model, index):
+def test_theorem1_variance_reduction(denoiser, index):
     """Paper 000, Theorem 1: for the odd (equivariant) D, the data-target gradient has the
     larger variance (checked where the gap exceeds the noise). Exact law of total variance (x0 | x_t is +-1 with mean phi = tanh):
     Var(g_data) = Var(g_sym) + E[4 w^2 (1 - phi^2) ||grad D||^2]; checked to 10%. With
     8192 draws the Monte Carlo error of each side is ~2-4%: false-alarm rate < 1e-3."""
-    init, apply = model
+    init, apply = denoiser
     params = init(jax.random.key(3))
     var = _grad_var(apply, params, index, 8192)
-    b, s = E.METHODS.index("baseline"), E.METHODS.index("symmetrised")
+    b, s = model.METHODS.index("baseline"), model.METHODS.index("symmetrised")
     if index >= 50:  # at t = 0.3 the gap (posterior variance ~ 1 - tanh(10)^2) is below noise
         assert var[b] > var[s]
 
-    grid = E.make_grid()
+    grid = model.make_grid()
     a, sg, t = grid.alphas[index], grid.sigmas[index], grid.times[index]
     w = a**2 / sg**2
     eps = jax.random.normal(jax.random.split(jax.random.key(0))[0], (8192, 1))
@@ -161,7 +163,9 @@ def test_theorem1_variance_reduction(model, index):
 
 
 def test_config_variants():
-    with open(os.path.join(os.path.dirname(E.__file__), "..", "..", "configs", "toy_1d.py")) as f:
+    with open(
+        os.path.join(os.path.dirname(train.__file__), "..", "..", "..", "configs", "toy_1d.py")
+    ) as f:
         first = f.readline()
     assert first.startswith("# COMMAND: python -m experiments.train --config configs/toy_1d.py")
     c = get_config()
@@ -175,7 +179,7 @@ def test_config_variants():
 def test_smoke_run(tmp_path):
     """configs/toy_1d.py:smoke runs end to end and returns every metric key, finite."""
     config = get_config("smoke")
-    metrics = E.run(config, str(tmp_path))
+    metrics = train.run(config, str(tmp_path))
     expected = []
     for m in config.methods:
         for name in ("rmsd", "w2"):
@@ -183,7 +187,7 @@ def test_smoke_run(tmp_path):
             expected.append(f"{name}_final/{m}")
     for t in config.grad_var_times:
         expected.append(f"grad_var_ratio/t_{t:g}")
-        expected += [f"grad_var/{m}/t_{t:g}" for m in E.METHODS]
+        expected += [f"grad_var/{m}/t_{t:g}" for m in model.METHODS]
     missing = sorted(set(expected) - set(metrics))
     assert not missing, missing
     assert isinstance(metrics.pop("params"), int)
