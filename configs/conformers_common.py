@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.common import resize
+
 NAMES = (
     "qm9_conformers_flow",
     "qm9_conformers_flow_target",
@@ -207,8 +209,4 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
     """Scales a GPU-scale config down to `size` ("", "small" or "smoke")."""
-    if size == "small":
-        _small(c)
-    elif size == "smoke":
-        _smoke(c)
-    return c
+    return resize(c, size, small=_small, smoke=_smoke)

@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from configs.common import resize
+
 VARIANTS = ("dit", "dit_aug", "symdiff_h", "symdiff", "symdiff_star", "edm", "symdiff_target")
 
 # QM9 train split: 100,000 molecules; 4350 epochs at batch 256 (paper 002, C.2.2).
@@ -204,8 +206,4 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
 
 def apply_size(c: ml_collections.ConfigDict, size: str) -> ml_collections.ConfigDict:
     """Scales a paper-setting config down to `size` ("", "small" or "smoke")."""
-    if size == "small":
-        _small(c)
-    elif size == "smoke":
-        _smoke(c)
-    return c
+    return resize(c, size, small=_small, smoke=_smoke)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
-from experiments.toys.toy_2d.model import METHODS, per_example_loss
+from experiments.toys.toy_2d.model import METHODS, method_loss
 from symdiff_jax.diffusion import sample_ddim
 
 
@@ -51,9 +50,8 @@ def make_gradient_variance(
     n = config.grad_var.num_examples
     fns = {}
     for method in METHODS:
-        loss_fn = functools.partial(
-            per_example_loss,
-            method=method,
+        loss_fn = method_loss(
+            method,
             denoise=denoise,
             x0=x0,
             schedule=schedule,

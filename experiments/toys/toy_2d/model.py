@@ -121,3 +121,18 @@ def per_example_loss(
         phi = symmetrised_targets(z, x0, alpha, sigma, config.group, permutations)
         return symmetrised_target_loss(pred, phi, weight=w)
     raise ValueError(f"Unknown method {method!r}; expected one of {METHODS}.")
+
+
+def method_loss(
+    method: str, *, denoise: Callable, x0: jax.Array, schedule: Schedule, config, permutations
+) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:
+    """`(params, key, t [B]) -> [B]`: `per_example_loss` of `method` with its setting bound."""
+    return functools.partial(
+        per_example_loss,
+        method=method,
+        denoise=denoise,
+        x0=x0,
+        schedule=schedule,
+        config=config,
+        permutations=permutations,
+    )

@@ -41,7 +41,7 @@ from experiments.toys.toy_2d.model import (
     make_denoiser,
     make_model,
     make_permutations,
-    per_example_loss,
+    method_loss,
     symmetrised_targets,
     toy_data,
 )
@@ -72,14 +72,8 @@ def train(
     """
     tr = config.train
     opt = make_optimizer(config)
-    loss_fn = functools.partial(
-        per_example_loss,
-        method=method,
-        denoise=denoise,
-        x0=x0,
-        schedule=schedule,
-        config=config,
-        permutations=permutations,
+    loss_fn = method_loss(
+        method, denoise=denoise, x0=x0, schedule=schedule, config=config, permutations=permutations
     )
 
     def mean_loss(p, k):
