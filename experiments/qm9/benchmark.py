@@ -185,7 +185,7 @@ def benchmark(
     """Measures the config's train step, sampling and symmetrised target.
 
     Args:
-      config: a QM9/GEOM config (`symdiff_jax.experiments.qm9_config`).
+      config: a QM9/GEOM config (`configs/qm9_*.py`, `configs/geom_symdiff.py`).
       batch_size: molecules per batch (default `config.batch_size`); must divide by
         the device count.
       num_steps: timed train (and denoising, target) calls, at least 10.
