@@ -149,7 +149,9 @@ def test_evaluate_cli_merges_mean_and_std(trained):
 def test_runs_use_distinct_keys(restored, monkeypatch):
     """Run i samples with fold_in(key, i): two runs differ, and run 1 is reproducible."""
     monkeypatch.setattr(
-        qm9, "sample_metrics", lambda s, train_smiles=None: {"x": float(s["positions"].sum())}
+        evaluation,
+        "sample_metrics",
+        lambda s, train_smiles=None: {"x": float(s["positions"].sum())},
     )
     key = jax.random.key(11)
     out = evaluation.evaluate_samples_runs(restored, key, num_samples=6, num_runs=2, num_steps=5)
@@ -179,7 +181,7 @@ def test_test_nll_counts_every_molecule_once(restored, monkeypatch):
     def fake_make_nll_fn(config, schedule, histogram):
         return lambda model, batch, key: {"nll": jnp.sum(batch["mask"], -1)}
 
-    monkeypatch.setattr(qm9, "make_nll_fn", fake_make_nll_fn)
+    monkeypatch.setattr(evaluation, "make_nll_fn", fake_make_nll_fn)
     hist = evaluation.train_size_histogram(restored.config)
     nll, count = evaluation.test_nll(
         restored, jax.random.key(0), histogram=hist, max_test=11, batch_size=4
