@@ -14,7 +14,7 @@ paper trains a 31.2M-parameter model for 1.7M steps on a GPU (`configs/qm9_symdi
 Variants: `configs/default.py:smoke` (seconds).
 """
 
-from symdiff_jax.experiments.qm9_config import qm9_config
+from configs import qm9_symdiff
 
 
 def get_config(arg=None):
@@ -22,8 +22,8 @@ def get_config(arg=None):
     if variant not in ("main", "smoke"):
         raise ValueError(f"Unknown variant {variant!r} of configs/default.py; use smoke.")
     if variant == "smoke":
-        return qm9_config("symdiff", "smoke")
-    config = qm9_config("symdiff", "small")
+        return qm9_symdiff.get_config("smoke")
+    config = qm9_symdiff.get_config("small")
     config.num_train_steps = 2500
     config.train.eval_every = 500
     config.train.checkpoint_every = 500

@@ -2,11 +2,16 @@
 """Conformer generation on GEOM-QM9: flow matching, symmetrised target (paper 000, Table 2).
 
 Variants: (none) the GPU-scale setting, `small` (minutes on a CPU, stopped by a training-time
-budget), `smoke` (seconds). All keys: `symdiff_jax/experiments/conformer_config.py`.
+budget), `smoke` (seconds). Shared keys:
+`configs/conformers_common.py`.
 """
 
-from symdiff_jax.experiments.conformer_config import conformer_config
+from configs import conformers_common
+from configs.common import parse_size
 
 
 def get_config(arg=None):
-    return conformer_config("geom_qm9_flow_target", arg)
+    size = parse_size(arg, "geom_qm9_flow_target")
+    c = conformers_common.base("geom_qm9_flow_target", source="geom_qm9", generator="flow")
+    c.diffusion.x_target = "symmetrised"  # paper 000, eq. 4
+    return conformers_common.apply_size(c, size)

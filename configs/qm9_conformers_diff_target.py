@@ -2,11 +2,18 @@
 """Conformer generation on qm9_conformers: diffusion, symmetrised target (paper 000).
 
 Variants: (none) the GPU-scale setting, `small` (minutes on a CPU, stopped by a training-time
-budget), `smoke` (seconds). All keys: `symdiff_jax/experiments/conformer_config.py`.
+budget), `smoke` (seconds). Shared keys:
+`configs/conformers_common.py`.
 """
 
-from symdiff_jax.experiments.conformer_config import conformer_config
+from configs import conformers_common
+from configs.common import parse_size
 
 
 def get_config(arg=None):
-    return conformer_config("qm9_conformers_diff_target", arg)
+    size = parse_size(arg, "qm9_conformers_diff_target")
+    c = conformers_common.base(
+        "qm9_conformers_diff_target", source="qm9_conformers", generator="diffusion"
+    )
+    c.diffusion.x_target = "symmetrised"  # paper 000, eq. 4
+    return conformers_common.apply_size(c, size)

@@ -2,11 +2,15 @@
 """Conformer generation on qm9_conformers: flow matching (ETFlow-style), data target.
 
 Variants: (none) the GPU-scale setting, `small` (minutes on a CPU, stopped by a training-time
-budget), `smoke` (seconds). All keys: `symdiff_jax/experiments/conformer_config.py`.
+budget), `smoke` (seconds). Shared keys:
+`configs/conformers_common.py`.
 """
 
-from symdiff_jax.experiments.conformer_config import conformer_config
+from configs import conformers_common
+from configs.common import parse_size
 
 
 def get_config(arg=None):
-    return conformer_config("qm9_conformers_flow", arg)
+    size = parse_size(arg, "qm9_conformers_flow")
+    c = conformers_common.base("qm9_conformers_flow", source="qm9_conformers", generator="flow")
+    return conformers_common.apply_size(c, size)

@@ -2,11 +2,14 @@
 """SymDiff: the DiT symmetrised with the learned gamma, 31.2M parameters (paper 002, Table 1).
 
 Variants: (none) the paper setting (GPU scale), `small` (a CPU-sized run of the same
-recipe), `smoke` (seconds). All keys: `symdiff_jax/experiments/qm9_config.py`.
+recipe), `smoke` (seconds). Shared keys: `configs/qm9_common.py`.
 """
 
-from symdiff_jax.experiments.qm9_config import qm9_config
+from configs import qm9_common
+from configs.common import parse_size
 
 
 def get_config(arg=None):
-    return qm9_config("symdiff", arg)
+    size = parse_size(arg, "qm9_symdiff")
+    c = qm9_common.base("symdiff", kind="symdiff")
+    return qm9_common.apply_size(c, size)

@@ -5,6 +5,10 @@ Data = {+1}, G = {+1, -1}; the odd denoiser D(x, t) = f(x, t) - f(-x, t) is trai
 the data target (`baseline`, NSD+Enet), the exact Z2-symmetrised target (`symmetrised`),
 or its Monte Carlo estimate (`symmetrised_mc`, paper 000 Algorithm 1).
 
+Keys spelled as in every config: `diffusion.schedule` with `diffusion.num_steps` (T) and
+`diffusion.sigma_min`/`sigma_max`, `diffusion.loss_weight` ("snr" or "none"). The targets
+compared are `methods` ("baseline" is the data target; the names appear in metric keys).
+
 Variants (`configs/toy_1d.py:<variant>`):
   (none)  the paper protocol: 100k Adam steps, 100k samples with 100 DDIM steps, 13 seeds.
   smoke   seconds: a few hundred steps, 2 seeds, a few samples.
@@ -29,11 +33,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
     # Diffusion (reference code): T discrete steps, sigma linear in the step index from
     # sigma_min to sigma_max, alpha = sqrt(1 - sigma^2), model time input = index / T.
-    c.schedule = "linear_sigma"
-    c.num_timesteps = 100
-    c.sigma_min = 0.01
-    c.sigma_max = 0.999
-    c.loss_weighting = "snr"  # w = alpha^2 / sigma^2 on the x0-error (reference code)
+    c.diffusion = ml_collections.ConfigDict()
+    c.diffusion.schedule = "linear_sigma"  # or a name for diffusion.get_schedule
+    c.diffusion.num_steps = 100  # T
+    c.diffusion.sigma_min = 0.01
+    c.diffusion.sigma_max = 0.999
+    c.diffusion.loss_weight = "snr"  # w = alpha^2 / sigma^2 on the x0-error (reference code)
 
     # Optimisation: paper batch 100 (the reference code uses 200), Adam lr 1e-3, 100k
     # steps. The reference code also multiplies the learning rate by 0.8 every 8000 steps.

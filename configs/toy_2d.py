@@ -13,6 +13,10 @@ time fed to the network as t in [0, 1], Adam with lr 1e-3 decayed by 0.8 every 8
 steps, batch 100. The public code has no 2D toy; the EGNN size, the number of steps and
 the loss weight w(t) = 1 are ours (the 1D code's SNR weight is the variant `snr`).
 
+Keys spelled as in every config: `diffusion.schedule` with `diffusion.sigma_min`/
+`sigma_max`, `diffusion.loss_weight` ("snr" or "none"). The targets compared are
+`methods` ("baseline" is the data target; the names appear in metric keys).
+
 Variants (`configs/toy_2d.py:<variant>`):
   (none)  the paper protocol: both methods, 1000 samples per step count.
   quick   fewer training steps (a few minutes on a 2-core CPU), same evaluation.

@@ -10,7 +10,7 @@ Prints a table, then (as the last line) one JSON object with every figure:
 `target_ms`, `sample_run_s`, `target_overhead`, and with size buckets (the config's
 `data.bucket_sizes` unless `--bucket_widths` says otherwise) `train_step_ms_bucketed`,
 `sample_step_ms_bucketed`, ... What each figure is and how to
-compare with the official PyTorch code: `symdiff_jax/experiments/benchmark.py`.
+compare with the official PyTorch code: `experiments/qm9/benchmark.py`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 
-from symdiff_jax.experiments import runtime
+from experiments.common import runtime
 
 runtime.use_single_threaded_eigen()
 
@@ -68,7 +68,8 @@ def main(argv) -> None:
     runtime.quiet_library_logs()
     if _CACHE.value:
         runtime.enable_compilation_cache()
-    from symdiff_jax.experiments import benchmark
+    from experiments.qm9 import benchmark
+    from experiments.qm9.benchmark_figures import format_table
 
     config = _CONFIG.value
     if config.get("experiment") not in ("qm9", "geom_drugs"):
@@ -92,7 +93,7 @@ def main(argv) -> None:
     )
     results["config"] = flags.FLAGS["config"].config_filename
     results["keep_freed_memory"] = kept
-    print(benchmark.format_table(results), flush=True)
+    print(format_table(results), flush=True)
     print(json.dumps(results, sort_keys=True), flush=True)
 
 

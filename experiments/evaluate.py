@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 
-from symdiff_jax.experiments import runtime
+from experiments.common import runtime
 
 runtime.use_single_threaded_eigen()
 runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
@@ -107,18 +107,19 @@ def _pick(flag_value, default):
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from symdiff_jax.experiments import evaluation
-    from symdiff_jax.experiments.io import write_metrics
+    from experiments.common.io import experiment_of, write_metrics
+    from experiments.common.restore import load_run_or_exit
+    from experiments.qm9 import evaluate as evaluation
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     import jax
 
     workdir = _WORKDIR.value
-    if evaluation.experiment_of(workdir) == "conformers":
+    if experiment_of(workdir) == "conformers":
         _evaluate_conformers(workdir)
         return
-    run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
+    run = load_run_or_exit(workdir, _CHECKPOINT.value, evaluation.load_run)
     if _COMPUTE_DTYPE.value is not None:
         run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
     config, ev = run.config, run.config.evaluate
@@ -181,12 +182,12 @@ def main(argv) -> None:
 def _evaluate_conformers(workdir: str) -> None:
     import jax
 
-    from symdiff_jax.experiments import conformer_evaluation, evaluation
-    from symdiff_jax.experiments.io import write_metrics
+    from experiments.common.io import write_metrics
+    from experiments.common.restore import load_run_or_exit
+    from experiments.conformers import evaluate as conformer_evaluation
+    from experiments.qm9.evaluate import format_table
 
-    run = evaluation.load_run_or_exit(
-        workdir, _CHECKPOINT.value, conformer_evaluation.load_conformer_run
-    )
+    run = load_run_or_exit(workdir, _CHECKPOINT.value, conformer_evaluation.load_conformer_run)
     seed = _pick(_SEED.value, run.config.seed)
     start = time.time()
     metrics = {"eval/checkpoint": _CHECKPOINT.value, "eval/checkpoint_step": run.step}
@@ -218,7 +219,7 @@ def _evaluate_conformers(workdir: str) -> None:
     print(f"\nconformer evaluation of {workdir} (step {run.step}):")
     for prefix in ("eval/", "etkdg_mmff/", "etkdg/"):
         if any(k.startswith(prefix) for k in metrics):
-            print(f"{prefix}\n" + evaluation.format_table(metrics, prefix))
+            print(f"{prefix}\n" + format_table(metrics, prefix))
     print(f"merged into {path}")
 
 

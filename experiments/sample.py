@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-from symdiff_jax.experiments import runtime
+from experiments.common import runtime
 
 runtime.use_single_threaded_eigen()
 runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
@@ -57,15 +57,17 @@ _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from symdiff_jax.experiments import evaluation
-    from symdiff_jax.experiments.io import write_json
+    from experiments.common.io import write_json
+    from experiments.common.restore import load_run_or_exit
+    from experiments.qm9 import evaluate as evaluation
+    from experiments.qm9.sampling import save_samples
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     import jax
 
     workdir = _WORKDIR.value
-    run = evaluation.load_run_or_exit(workdir, _CHECKPOINT.value)
+    run = load_run_or_exit(workdir, _CHECKPOINT.value, evaluation.load_run)
     if _COMPUTE_DTYPE.value is not None:
         run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
     config = run.config
@@ -86,7 +88,6 @@ def main(argv) -> None:
         batch_size=batch_size,
         progress=_PROGRESS.value,
     )
-    from symdiff_jax.experiments.qm9 import save_samples
     from symdiff_jax.metrics import stability
 
     paths = save_samples(out, samples, picture=_PICTURE.value)

@@ -4,7 +4,7 @@ r"""Trains and evaluates one experiment.
     python -m experiments.train --config configs/toy_1d.py --workdir workdirs/toy_1d
     python -m experiments.train --config configs/toy_2d.py:smoke --config.seed=3
 
-The config file's `experiment` field names the runner (symdiff_jax.experiments).
+The config file's `experiment` field picks the experiment (`experiments()`: its `train.run`).
 Every run writes `<workdir>/config.json` and `<workdir>/metrics.json`.
 
 Several hosts: start one process per host with the same flags plus
@@ -17,14 +17,36 @@ from __future__ import annotations
 
 import os
 import time
+from types import ModuleType
 
-from symdiff_jax.experiments import runtime
+from experiments.common import runtime
 
 runtime.use_single_threaded_eigen()
 runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags, logging  # noqa: E402 (after the XLA flags)
 from ml_collections import config_flags  # noqa: E402
+
+
+def experiments() -> dict[str, ModuleType]:
+    """`config.experiment` -> the module whose `run(config, workdir)` trains and scores it.
+
+    Imported when called: with several processes, nothing may touch a device before
+    `jax.distributed.initialize`.
+    """
+    from experiments.conformers import train as conformers_train
+    from experiments.qm9 import train as qm9_train
+    from experiments.toys.toy_1d import train as toy_1d_train
+    from experiments.toys.toy_2d import train as toy_2d_train
+
+    return {
+        "conformers": conformers_train,
+        "geom_drugs": qm9_train,
+        "qm9": qm9_train,
+        "toy_1d": toy_1d_train,
+        "toy_2d": toy_2d_train,
+    }
+
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_CONFIG = os.path.join(_REPO, "configs", "default.py")
@@ -95,15 +117,19 @@ def main(argv) -> None:
     # Before anything touches a device.
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     runtime.quiet_library_logs()
-    from symdiff_jax.experiments import get_experiment
-    from symdiff_jax.experiments.io import write_config, write_metrics
+    from experiments.common.io import write_config, write_metrics
 
     runtime.enable_compilation_cache()
+    runners = experiments()
     config = _CONFIG.value
     if "experiment" not in config:
         raise ValueError(
             f"Config {flags.FLAGS['config'].config_filename} has no `experiment` field; "
-            "set it to the name of a runner in symdiff_jax.experiments.EXPERIMENTS."
+            f"set it to one of {sorted(runners)}."
+        )
+    if config.experiment not in runners:
+        raise ValueError(
+            f"Unknown experiment {config.experiment!r}; expected one of {sorted(runners)}."
         )
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     os.makedirs(workdir, exist_ok=True)
@@ -113,7 +139,7 @@ def main(argv) -> None:
     logging.info("Running %s into %s", config.experiment, workdir)
 
     start = time.time()
-    metrics = dict(get_experiment(config.experiment).run(config, workdir))
+    metrics = dict(runners[config.experiment].run(config, workdir))
     metrics.setdefault("wall_time_s", time.time() - start)
     if not is_main:
         return

@@ -5,7 +5,7 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
-from symdiff_jax.experiments import runtime  # noqa: E402
+from experiments.common import runtime  # noqa: E402
 
 runtime.use_single_threaded_eigen()
 

@@ -15,8 +15,14 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from symdiff_jax.experiments import benchmark, qm9
-from symdiff_jax.experiments.qm9_config import qm9_config
+import configs
+from experiments.common import timing
+from experiments.qm9 import benchmark, benchmark_figures, model
+
+
+def qm9_config(variant: str, size: str | None = None):
+    return configs.get_config(f"qm9_{variant}", size)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 REQUIRED = (
@@ -97,7 +103,7 @@ def test_compiled_buffers_count_the_arguments_and_the_temporaries():
     x = jnp.ones((512, 512), jnp.float32)
     fn = jax.jit(lambda a, b: jnp.sum(jnp.sin(a @ b) @ jnp.cos(a @ b)))
     compiled = fn.lower(x, x).compile()
-    total, temp = benchmark.compiled_buffers_mb(compiled)
+    total, temp = timing.compiled_buffers_mb(compiled)
     one = 512 * 512 * 4 / 2**20
     assert temp >= one  # at least one operand of the second product
     assert total == pytest.approx(2 * one + temp)
@@ -106,7 +112,7 @@ def test_compiled_buffers_count_the_arguments_and_the_temporaries():
 def test_compiled_flops_count_a_matmul_as_2mnk():
     a, b = jnp.ones((24, 40), jnp.float32), jnp.ones((40, 56), jnp.float32)
     compiled = jax.jit(jnp.matmul).lower(a, b).compile()
-    assert benchmark.compiled_flops(compiled) == pytest.approx(2 * 24 * 40 * 56, rel=1e-6)
+    assert timing.compiled_flops(compiled) == pytest.approx(2 * 24 * 40 * 56, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -117,36 +123,36 @@ def test_compiled_flops_without_a_count_is_none(analysis, want):
         def cost_analysis(self):
             return analysis
 
-    assert benchmark.compiled_flops(Compiled()) == want
+    assert timing.compiled_flops(Compiled()) == want
 
 
 def test_roofline_figures_follow_from_flops_time_and_peak():
-    got = benchmark.roofline(3e9, 15.0, 400.0)  # 3 GFLOP in 15 ms against 400 GFLOP/s
+    got = timing.roofline(3e9, 15.0, 400.0)  # 3 GFLOP in 15 ms against 400 GFLOP/s
     assert got == pytest.approx(
         {"gflop": 3.0, "gflop_per_s": 200.0, "utilisation": 0.5, "floor_ms": 7.5}
     )
-    assert set(benchmark.roofline(None, 15.0, 400.0).values()) == {None}
+    assert set(timing.roofline(None, 15.0, 400.0).values()) == {None}
 
 
 def test_matmul_peak_is_the_fastest_call(monkeypatch):
     calls = iter([[1.0], [0.5, 0.25, 0.4]])  # the warm-up, then the timed calls
-    monkeypatch.setattr(benchmark, "time_calls", lambda fn, num: next(calls))
-    peak = benchmark.matmul_peak_gflop_per_s(size=128, num=3)
+    monkeypatch.setattr(timing, "time_calls", lambda fn, num: next(calls))
+    peak = timing.matmul_peak_gflop_per_s(size=128, num=3)
     assert peak == pytest.approx(2 * 128**3 / 0.25 / 1e9)
     with pytest.raises(ValueError, match="size and num"):
-        benchmark.matmul_peak_gflop_per_s(size=0)
+        timing.matmul_peak_gflop_per_s(size=0)
 
 
 def test_matmul_peak_is_measured_in_the_compute_dtype():
     for dtype in (None, jnp.bfloat16):
-        peak = benchmark.matmul_peak_gflop_per_s(dtype, size=128, num=2)
+        peak = timing.matmul_peak_gflop_per_s(dtype, size=128, num=2)
         assert math.isfinite(peak) and peak > 0
 
 
 def test_parameter_count_is_the_models(cli_run):
     config = qm9_config("symdiff", "smoke")
     shapes = jax.eval_shape(
-        lambda: nnx.split(qm9.build_model(config, jax.random.key(0)), nnx.Param)[1]
+        lambda: nnx.split(model.build_model(config, jax.random.key(0)), nnx.Param)[1]
     )
     assert json.loads(cli_run[-1])["params"] == sum(x.size for x in jax.tree.leaves(shapes))
 
@@ -172,7 +178,7 @@ def test_format_table_shows_missing_figures_as_dash():
         "sample_run_s": None,
         "peak_device_mb": float("nan"),
     }
-    table = benchmark.format_table(row)
+    table = benchmark_figures.format_table(row)
     assert "1.5 ms" in table and "1.00 %" in table
     line = next(x for x in table.splitlines() if x.startswith("full sampling run"))
     assert line.split()[-1] == "-"
@@ -180,7 +186,7 @@ def test_format_table_shows_missing_figures_as_dash():
 
 def test_synthetic_batch_is_centred_and_masked():
     config = qm9_config("symdiff", "smoke")
-    b = benchmark.synthetic_batch(config, 5, num_atoms=11, seed=1)
+    b = benchmark_figures.synthetic_batch(config, 5, num_atoms=11, seed=1)
     assert b["positions"].shape == (5, 11, 3) and b["h"].shape == (5, 11, 6)
     mask = b["mask"]
     np.testing.assert_allclose((b["positions"] * mask[..., None]).sum(1), 0, atol=1e-5)
@@ -191,7 +197,7 @@ def test_synthetic_batch_is_centred_and_masked():
 def test_data_batch_pads_to_the_requested_width():
     pytest.importorskip("qm9pack")
     config = qm9_config("symdiff", "smoke")
-    b, source, num_train = benchmark.data_batch(config, 6, num_atoms=12)
+    b, source, num_train = benchmark_figures.data_batch(config, 6, num_atoms=12)
     assert source == "qm9" and num_train > 0
     assert b["mask"].shape == (6, 12) and b["positions"].shape == (6, 12, 3)
     assert np.all(b["mask"].sum(1) <= 12) and np.all(b["mask"].sum(1) >= 1)
@@ -207,12 +213,12 @@ def test_too_few_timed_steps_is_an_error():
 def test_bucket_fractions_count_each_size_range_once():
     sizes = np.array([3, 9, 10, 11, 16, 17, 29, 29])
     np.testing.assert_allclose(
-        benchmark.bucket_fractions(sizes, [10, 16, 29]), [3 / 8, 2 / 8, 3 / 8]
+        benchmark_figures.bucket_fractions(sizes, [10, 16, 29]), [3 / 8, 2 / 8, 3 / 8]
     )
     with pytest.raises(ValueError, match="must hold every molecule"):
-        benchmark.bucket_fractions(sizes, [10, 16])
+        benchmark_figures.bucket_fractions(sizes, [10, 16])
     with pytest.raises(ValueError, match="increasing"):
-        benchmark.bucket_fractions(sizes, [16, 10, 29])
+        benchmark_figures.bucket_fractions(sizes, [16, 10, 29])
 
 
 def test_batch_max_atoms_mean_is_the_mean_over_every_possible_batch():
@@ -221,18 +227,20 @@ def test_batch_max_atoms_mean_is_the_mean_over_every_possible_batch():
     for batch in (1, 2, 3, 4):
         draws = itertools.product(sizes, repeat=batch)
         want = np.mean([max(d) for d in draws])
-        np.testing.assert_allclose(benchmark.batch_max_atoms_mean(sizes, batch), want, rtol=1e-12)
-    np.testing.assert_allclose(benchmark.batch_max_atoms_mean(sizes, 1), sizes.mean())
+        np.testing.assert_allclose(
+            benchmark_figures.batch_max_atoms_mean(sizes, batch), want, rtol=1e-12
+        )
+    np.testing.assert_allclose(benchmark_figures.batch_max_atoms_mean(sizes, 1), sizes.mean())
     with pytest.raises(ValueError, match="positive sizes"):
-        benchmark.batch_max_atoms_mean(np.array([0, 4]), 2)
+        benchmark_figures.batch_max_atoms_mean(np.array([0, 4]), 2)
     with pytest.raises(ValueError, match="batch_size >= 1"):
-        benchmark.batch_max_atoms_mean(sizes, 0)
+        benchmark_figures.batch_max_atoms_mean(sizes, 0)
 
 
 def test_bucketed_figures_are_the_weighted_widths():
     """Each bucket's batch has molecules of its size range; the average uses the weights."""
     config = qm9_config("symdiff", "smoke")
-    low = benchmark.synthetic_batch(config, 6, num_atoms=12, seed=2, min_atoms=9)
+    low = benchmark_figures.synthetic_batch(config, 6, num_atoms=12, seed=2, min_atoms=9)
     assert low["mask"].shape == (6, 12) and set(low["mask"].sum(1)) <= set(range(9, 13))
     jax.config.update("jax_disable_most_optimizations", True)
     try:
@@ -261,7 +269,7 @@ def test_bucketed_figures_are_the_weighted_widths():
     assert res["train_step_utilisation_bucketed"] == pytest.approx(
         res["train_step_floor_ms_bucketed"] / res["train_step_ms_bucketed"], rel=1e-9
     )
-    assert "train step, bucketed" in benchmark.format_table(res)
+    assert "train step, bucketed" in benchmark_figures.format_table(res)
     # Two molecules plan into batches of 2 rows, shapes the widths already timed.
     widths, by_width = res["bucket_widths"], res["sample_step_ms_by_width"]
     assert res["sample_plan"] and all(rows == 2 for rows, _ in res["sample_plan"])
@@ -275,7 +283,7 @@ def test_bucketed_figures_are_the_weighted_widths():
     assert res["sample_step_floor_ms_planned"] == pytest.approx(want, rel=1e-9)
     # The seed's two molecules plan into a batch narrower than the padded 29.
     assert 0 < res["sample_step_gflop_planned"] < res["sample_step_gflop"]
-    assert "denoising, planned" in benchmark.format_table(res)
+    assert "denoising, planned" in benchmark_figures.format_table(res)
 
 
 def test_planned_sampling_times_each_batch_of_the_plan():
@@ -294,7 +302,7 @@ def test_planned_sampling_times_each_batch_of_the_plan():
         flop_masks.append(mask)
         return 1e9 * mask.size
 
-    res = benchmark._planned_sampling(
+    res = benchmark_figures.planned_sampling(
         config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms, fake_call_flops
     )
     plan = res["sample_plan"]
@@ -305,7 +313,9 @@ def test_planned_sampling_times_each_batch_of_the_plan():
     assert res["plan_compile_s"] == 0.5 * len(masks)
     assert res["sample_step_gflop_planned"] == sum(rows * w for rows, w in plan)
     assert len(flop_masks) == len(plan)  # one count per batch of the plan
-    no_count = benchmark._planned_sampling(config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms)
+    no_count = benchmark_figures.planned_sampling(
+        config, 40, (12, 20, 29), sizes, 3, {}, fake_call_ms
+    )
     assert no_count["sample_step_gflop_planned"] is None
     for mask in masks:
         sizes = mask.sum(1)

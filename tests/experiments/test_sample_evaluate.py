@@ -1,5 +1,5 @@
 """End to end: `experiments.sample` and `experiments.evaluate` on a smoke QM9 run, and their
-errors; the shared logic of `symdiff_jax.experiments.evaluation` in process."""
+errors; the shared logic of `experiments.qm9.evaluate` in process."""
 
 import json
 import os
@@ -13,12 +13,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import configs
+from experiments.common.io import checkpoint_dir, write_config, write_metrics
+from experiments.common.restore import RestoredRun, WorkdirError
+from experiments.common.state import make_schedule
+from experiments.qm9 import evaluate as evaluation
+from experiments.qm9 import input_pipeline, model, sampling
+from experiments.qm9 import train as qm9
 from symdiff_jax.data import sampling_batches
 from symdiff_jax.data.writers import load_samples_npz
-from symdiff_jax.experiments import evaluation, qm9
-from symdiff_jax.experiments.io import write_config, write_metrics
-from symdiff_jax.experiments.qm9_config import qm9_config
 from symdiff_jax.train import Checkpointer, CheckpointError
+
+
+def qm9_config(variant: str, size: str | None = None):
+    return configs.get_config(f"qm9_{variant}", size)
+
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ("--num_samples=6", "--num_steps=5", "--noprogress")
@@ -49,7 +58,7 @@ def trained(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="module")
-def restored(trained) -> evaluation.RestoredRun:
+def restored(trained) -> RestoredRun:
     return evaluation.load_run(trained)
 
 
@@ -66,7 +75,7 @@ def test_sample_cli_writes_readable_files(trained, restored):
     assert samples["positions"].shape == (6, 29, 3)
     assert samples["atomic_numbers"].shape == samples["mask"].shape == (6, 29)
     num_atoms = samples["mask"].sum(-1)
-    train = qm9.load_split(restored.config, "train", restored.config.data.max_train)
+    train = input_pipeline.load_split(restored.config, "train", restored.config.data.max_train)
     hist = np.bincount(train["num_atoms"], minlength=30)
     assert np.all(hist[num_atoms] > 0), f"sizes {num_atoms} never occur in the train split"
 
@@ -140,7 +149,9 @@ def test_evaluate_cli_merges_mean_and_std(trained):
 def test_runs_use_distinct_keys(restored, monkeypatch):
     """Run i samples with fold_in(key, i): two runs differ, and run 1 is reproducible."""
     monkeypatch.setattr(
-        qm9, "sample_metrics", lambda s, train_smiles=None: {"x": float(s["positions"].sum())}
+        evaluation,
+        "sample_metrics",
+        lambda s, train_smiles=None: {"x": float(s["positions"].sum())},
     )
     key = jax.random.key(11)
     out = evaluation.evaluate_samples_runs(restored, key, num_samples=6, num_runs=2, num_steps=5)
@@ -170,12 +181,12 @@ def test_test_nll_counts_every_molecule_once(restored, monkeypatch):
     def fake_make_nll_fn(config, schedule, histogram):
         return lambda model, batch, key: {"nll": jnp.sum(batch["mask"], -1)}
 
-    monkeypatch.setattr(qm9, "make_nll_fn", fake_make_nll_fn)
+    monkeypatch.setattr(evaluation, "make_nll_fn", fake_make_nll_fn)
     hist = evaluation.train_size_histogram(restored.config)
     nll, count = evaluation.test_nll(
         restored, jax.random.key(0), histogram=hist, max_test=11, batch_size=4
     )
-    sizes = qm9.load_split(restored.config, "test", 11)["num_atoms"]
+    sizes = input_pipeline.load_split(restored.config, "test", 11)["num_atoms"]
     assert count == 11
     assert nll == pytest.approx(float(np.mean(sizes)), rel=1e-6)
 
@@ -197,8 +208,8 @@ def test_checkpoint_choice_and_ema(trained, restored):
     step2 = evaluation.load_run(trained, "2")
     assert step2.step == 2
     assert evaluation.load_run(trained, "best").step == 4  # only step 4 has val/nll
-    _, target = qm9.abstract_state(restored.config)
-    with Checkpointer(qm9.checkpoint_dir(trained)) as ckpt:
+    _, target = model.abstract_state(restored.config)
+    with Checkpointer(checkpoint_dir(trained)) as ckpt:
         state = ckpt.restore(target)
     same = jax.tree.map(np.array_equal, restored.params, state.ema_params)
     assert all(jax.tree.leaves(same))
@@ -232,7 +243,7 @@ def test_workdir_without_config(tmp_path):
 
 def test_workdir_without_checkpoints(trained, tmp_path):
     shutil.copy(os.path.join(trained, "config.json"), tmp_path)
-    with pytest.raises(evaluation.WorkdirError, match="No checkpoints.*qm9_symdiff.py"):
+    with pytest.raises(WorkdirError, match="No checkpoints.*qm9_symdiff.py"):
         evaluation.load_run(str(tmp_path))
 
 
@@ -243,7 +254,7 @@ def test_workdir_of_another_experiment(tmp_path):
     config["experiment"] = "toy_2d"
     with open(tmp_path / "config.json", "w") as f:
         json.dump(config, f)
-    with pytest.raises(evaluation.WorkdirError, match="'toy_2d' run.*QM9 runs only"):
+    with pytest.raises(WorkdirError, match="'toy_2d' run.*qm9 and geom_drugs runs only"):
         evaluation.load_run(str(tmp_path))
 
 
@@ -286,17 +297,25 @@ def test_bucketed_sampling_keeps_the_sizes_and_bounds_the_compilations(restored)
     """Bucketing changes only the padding of a batch: the drawn sizes (and their order)
     stay those of the unbucketed sampler; each (rows, width) shape compiles once."""
     key, hist = jax.random.key(5), evaluation.train_size_histogram(restored.config)
-    kw = dict(schedule=qm9.make_schedule(restored.config), num_steps=3, batch_size=4, max_atoms=29)
-    fn = qm9._compiled_sampler(
-        restored.graphdef, kw["schedule"], 3, "ancestral", qm9.dataset_of(restored.config).spec
+    kw = dict(
+        schedule=make_schedule(restored.config.diffusion), num_steps=3, batch_size=4, max_atoms=29
+    )
+    fn = sampling.compiled_sampler(
+        restored.graphdef,
+        kw["schedule"],
+        3,
+        "ancestral",
+        input_pipeline.dataset_of(restored.config).spec,
     )
     before = fn._cache_size()
-    plain = qm9.sample_molecules_batched(restored.graphdef, restored.params, key, hist, 10, **kw)
+    plain = sampling.sample_molecules_batched(
+        restored.graphdef, restored.params, key, hist, 10, **kw
+    )
     after_plain = fn._cache_size()
     buckets = (12, 18, 29)
 
     def bucketed_run():
-        return qm9.sample_molecules_batched(
+        return sampling.sample_molecules_batched(
             restored.graphdef, restored.params, key, hist, 10, bucket_sizes=buckets, **kw
         )
 

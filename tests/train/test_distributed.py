@@ -24,9 +24,11 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 import pytest  # noqa: E402
 
-from symdiff_jax.experiments import qm9  # noqa: E402
-from symdiff_jax.experiments.benchmark import synthetic_batch  # noqa: E402
-from symdiff_jax.experiments.qm9_config import qm9_config  # noqa: E402
+import configs  # noqa: E402
+from experiments.common.state import make_schedule  # noqa: E402
+from experiments.qm9.benchmark_figures import synthetic_batch  # noqa: E402
+from experiments.qm9.model import initial_state  # noqa: E402
+from experiments.qm9.train import make_loss_fn  # noqa: E402
 from symdiff_jax.train import Checkpointer, sharding  # noqa: E402
 from symdiff_jax.train.state import init_train_state  # noqa: E402
 from symdiff_jax.train.step import make_train_step  # noqa: E402
@@ -44,11 +46,11 @@ def setup():
     AMSGrad with eps = 1e-3 (see tests/train/test_sharding.py): near-zero gradients
     would otherwise turn summation-order noise into O(lr) parameter differences.
     """
-    config = qm9_config("dit", "smoke")
-    graphdef, state, _ = qm9.initial_state(config, jax.random.key(0))
+    config = configs.get_config("qm9_dit", "smoke")
+    graphdef, state, _ = initial_state(config, jax.random.key(0))
     optimizer = optax.amsgrad(1e-3, eps=1e-3)
     state = init_train_state(state.params, optimizer)
-    loss_fn = qm9.make_loss_fn(config, qm9.make_schedule(config))
+    loss_fn = make_loss_fn(config, make_schedule(config.diffusion))
     batches = [synthetic_batch(config, BATCH, seed=s) for s in range(STEPS)]
     return config, graphdef, state, optimizer, loss_fn, batches
 
@@ -59,7 +61,7 @@ def flat(tree) -> dict[str, np.ndarray]:
 
 
 def worker(port: int, process_id: int, out_dir: str) -> None:
-    from symdiff_jax.experiments import runtime
+    from experiments.common import runtime
 
     assert sharding.initialize_distributed(f"localhost:{port}", 2, process_id)
     runtime.enable_compilation_cache()

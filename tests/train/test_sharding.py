@@ -26,9 +26,11 @@ import optax  # noqa: E402
 import pytest  # noqa: E402
 from jax.sharding import PartitionSpec as P  # noqa: E402
 
-from symdiff_jax.experiments import qm9  # noqa: E402
-from symdiff_jax.experiments.benchmark import synthetic_batch  # noqa: E402
-from symdiff_jax.experiments.qm9_config import qm9_config  # noqa: E402
+import configs  # noqa: E402
+from experiments.common.state import make_schedule  # noqa: E402
+from experiments.qm9 import model as qm9_model  # noqa: E402
+from experiments.qm9.benchmark_figures import synthetic_batch  # noqa: E402
+from experiments.qm9.train import make_loss_fn  # noqa: E402
 from symdiff_jax.train import Checkpointer, sharding  # noqa: E402
 from symdiff_jax.train.state import init_train_state  # noqa: E402
 from symdiff_jax.train.step import make_train_step  # noqa: E402
@@ -40,7 +42,7 @@ TOL = 1e-5
 
 
 def smoke_config(variant: str):
-    config = qm9_config(variant, "smoke")
+    config = configs.get_config(f"qm9_{variant}", "smoke")
     config.batch_size = BATCH
     return config
 
@@ -63,7 +65,7 @@ def make_optimizer():
 
 def abstract_state(config):
     """The TrainState structure of the config's model with `make_optimizer()`."""
-    _, params = qm9.abstract_state(config)
+    _, params = qm9_model.abstract_state(config)
     return jax.eval_shape(lambda p: init_train_state(p, make_optimizer()), params.params)
 
 
@@ -93,7 +95,7 @@ def run_steps(step_fn, state, batches, key):
 
 def worker(out_dir: str) -> None:
     """Everything that needs 2 devices; writes `result.json` and a checkpoint into out_dir."""
-    from symdiff_jax.experiments import runtime
+    from experiments.common import runtime
 
     runtime.enable_compilation_cache()
     # XLA's optimisation passes dominate the compile time of these tiny steps; the
@@ -107,10 +109,10 @@ def worker(out_dir: str) -> None:
     for variant, fsdp_options in (("dit", (False, True)), ("symdiff", (False,))):
         start = time.perf_counter()
         config = smoke_config(variant)
-        schedule = qm9.make_schedule(config)
-        loss_fn = qm9.make_loss_fn(config, schedule)
+        schedule = make_schedule(config.diffusion)
+        loss_fn = make_loss_fn(config, schedule)
         key = jax.random.key(7)
-        graphdef, state0, optimizer = qm9.initial_state(config, jax.random.key(0))
+        graphdef, state0, optimizer = qm9_model.initial_state(config, jax.random.key(0))
         optimizer = make_optimizer()
         state0 = init_train_state(state0.params, optimizer)
         kw = dict(ema_decay=config.optim.ema_decay, ema_warmup=config.optim.ema_warmup)

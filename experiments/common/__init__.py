@@ -1,0 +1,1 @@
+"""What every experiment run shares: IO, runtime flags, model state, the run, restoring."""
