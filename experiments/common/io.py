@@ -11,6 +11,8 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from symdiff_jax.data.atomic import atomic_write
+
 
 def _to_jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
@@ -28,12 +30,13 @@ def _to_jsonable(value: Any) -> Any:
 
 def write_json(path: str, data: Mapping[str, Any]) -> None:
     """Writes `data` as indented JSON atomically (a temporary file, then a rename)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(_to_jsonable(data), f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as f:
+            json.dump(_to_jsonable(data), f, indent=2, sort_keys=True)
+            f.write("\n")
+
+    atomic_write(path, write)
 
 
 def write_config(workdir: str, config) -> str:

@@ -33,9 +33,9 @@ from flax import nnx
 
 from experiments.common.io import checkpoint_dir
 from experiments.common.state import initial_state
+from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import Checkpointer, MetricWriter, sharding
 from symdiff_jax.train.loop import fit
-from symdiff_jax.train.state import count_parameters
 
 Params = Any
 Scores = Callable[[Params, jax.Array], Mapping[str, float]]
@@ -89,7 +89,7 @@ def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
     graphdef, state, optimizer = initial_state(
         config, hooks.build_model, keys.init, hooks.prepare_params
     )
-    num_params = count_parameters(state.params)
+    num_params = count_params(state.params)
     logging.info("%s: %d parameters", config.variant, num_params)
     # Data parallelism: the state replicated (or FSDP-split) over a mesh of all devices.
     mesh = sharding.make_mesh()

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 
 from experiments.common.state import to_device
-from symdiff_jax.conformers.datasets import _ELEMENTS, conformer_batch
+from symdiff_jax.conformers.datasets import SOURCE_ELEMENTS, conformer_batch
 from symdiff_jax.conformers.graphs import atom_feature_names
 
 DEVICE_KEYS = (
@@ -28,7 +28,7 @@ def num_atom_features(table: dict[str, np.ndarray]) -> int:
 
 def elements_of(config) -> tuple:
     """The element vocabulary of the config's data source (`data.source`)."""
-    return _ELEMENTS[config.data.source]
+    return SOURCE_ELEMENTS[config.data.source]
 
 
 def num_features_of(config) -> int:

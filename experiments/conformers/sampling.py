@@ -8,8 +8,8 @@ import numpy as np
 from flax import nnx
 
 from experiments.common.state import compiled_with_model, make_schedule
+from symdiff_jax.conformers.graphs import ConformerGraph
 from symdiff_jax.conformers.sampling import sample_diffusion_conformers, sample_flow_conformers
-from symdiff_jax.models.conformer_nets import ConformerGraph
 
 
 def sample_batch(

@@ -129,11 +129,11 @@ from experiments.qm9.input_pipeline import dataset_of
 from experiments.qm9.model import initial_state
 from experiments.qm9.sampling import compiled_sampler
 from experiments.qm9.train import make_loss_fn
-from symdiff_jax.diffusion.molecules import own_orbit_eps_target
 from symdiff_jax.diffusion.samplers import ancestral_step, prior_sample
+from symdiff_jax.losses.molecules import own_orbit_eps_target
 from symdiff_jax.models.factory import compute_dtype
+from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import sharding
-from symdiff_jax.train.state import count_parameters
 
 MIN_TIMED_STEPS = 10
 SCAN_RUNS = 3  # timed short sampling runs per bucket width (median)
@@ -235,7 +235,7 @@ def benchmark(
     # --- train step (sharded over the data mesh, as experiments.train runs it)
     mesh = sharding.make_mesh(num_devices)
     graphdef, state, optimizer = initial_state(config, k_init)
-    num_params = count_parameters(state.params)
+    num_params = count_params(state.params)
     shardings = sharding.state_shardings(state, mesh, fsdp=fsdp)
     state = sharding.place_state(state, shardings)
     batch = sharding.shard_batch(host_batch, mesh)

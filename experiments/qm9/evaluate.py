@@ -32,8 +32,9 @@ from experiments.qm9.input_pipeline import dataset_of, fixed_batches, load_split
 from experiments.qm9.model import abstract_state
 from experiments.qm9.sampling import sample_metrics, sample_molecules_batched
 from symdiff_jax.data import num_atoms_log_prob, size_histogram
-from symdiff_jax.diffusion.molecules import molecules_from_batch, nll_terms
+from symdiff_jax.diffusion.molecules import molecules_from_batch
 from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.losses.molecules import nll_terms
 from symdiff_jax.models.factory import compute_dtype as compute_dtype_of
 
 PREFIX = "eval/"

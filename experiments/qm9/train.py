@@ -28,8 +28,9 @@ from experiments.qm9.input_pipeline import (
 from experiments.qm9.model import build_model, pretrained_eps
 from experiments.qm9.sampling import sample_metrics, sample_molecules_batched, save_samples
 from symdiff_jax.data import size_histogram
-from symdiff_jax.diffusion.molecules import molecules_from_batch, training_losses
+from symdiff_jax.diffusion.molecules import molecules_from_batch
 from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.losses.molecules import training_losses
 from symdiff_jax.metrics import stability
 from symdiff_jax.train.step import make_eval_step
 

@@ -24,9 +24,7 @@ from symdiff_jax.score_matching.sde import SDE, broadcast_time
 from symdiff_jax.symmetrise import symmetrise
 
 
-def reverse_sde_step(
-    key: jax.Array, x: jax.Array, t, dt, score_fn: ScoreFn, sde: SDE
-) -> jax.Array:
+def reverse_sde_step(key: jax.Array, x: jax.Array, t, dt, score_fn: ScoreFn, sde: SDE) -> jax.Array:
     """One reverse-time Euler-Maruyama step `t -> t - dt` on U (SDE paper, eq. 6 and 47).
 
     Args:

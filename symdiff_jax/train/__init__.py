@@ -2,12 +2,12 @@
 the workdir lock."""
 
 from symdiff_jax.train.checkpoint import Checkpointer, CheckpointError
+from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
 from symdiff_jax.train.loop import NonFiniteLossError, fit
 from symdiff_jax.train.metric_writer import MetricWriter, read_metrics_jsonl
 from symdiff_jax.train.optim import make_optimizer
 from symdiff_jax.train.state import (
     TrainState,
-    count_parameters,
     ema_decay_at,
     init_train_state,
     merge_model,
@@ -22,7 +22,6 @@ from symdiff_jax.train.step import (
     state_is_sound,
     train_step,
 )
-from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
 
 __all__ = [
     "CheckpointError",
@@ -32,7 +31,6 @@ __all__ = [
     "TrainState",
     "WorkdirLockedError",
     "bind_train_step",
-    "count_parameters",
     "ema_decay_at",
     "fit",
     "init_train_state",

@@ -70,8 +70,3 @@ def ema_decay_at(step: jax.Array, decay: float, warmup: bool = True) -> jax.Arra
 def update_ema(ema: Any, params: Any, decay: jax.Array) -> Any:
     """`ema <- decay * ema + (1 - decay) * params`, leaf by leaf."""
     return jax.tree.map(lambda e, p: (decay * e + (1.0 - decay) * p).astype(e.dtype), ema, params)
-
-
-def count_parameters(params: Any) -> int:
-    """Total number of scalars in a parameter pytree."""
-    return int(sum(x.size for x in jax.tree.leaves(params)))

@@ -35,7 +35,7 @@ def test_to_ase_atoms_keeps_real_atoms_in_slot_order():
 
 
 def test_write_and_read_ase_db(tmp_path):
-    ase = pytest.importorskip("ase")
+    pytest.importorskip("ase")
     import ase.db  # noqa: F401
 
     path = tmp_path / "out" / "samples.db"

@@ -24,8 +24,8 @@ import pytest
 from etils import epath
 
 from symdiff_jax.train.checkpoint import Checkpointer, CheckpointError
-from symdiff_jax.train.manifest import MANIFEST_FILE
 from symdiff_jax.train.lock import WorkdirLockedError, workdir_lock
+from symdiff_jax.train.manifest import MANIFEST_FILE
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

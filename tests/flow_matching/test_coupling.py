@@ -54,6 +54,7 @@ def test_coupling_pairs_and_aligns():
     # Optimal assignment of the batch for that cost, and the coupled pairs realise it.
     best = min(sum(cost[p[j], j] for j in range(b)) for p in itertools.permutations(range(b)))
     np.testing.assert_allclose(np.sum((coupled - x1) ** 2), best, rtol=1e-5)
+
     # Each coupled draw is an S_N x O(2) image of some prior draw: same pair distances.
     def dists(x):
         return np.sort(np.linalg.norm(x[:, None] - x[None], axis=-1).ravel())

@@ -25,9 +25,7 @@ def fitted_slope(loss_at):
 
 
 @pytest.mark.parametrize("target", ["data", "symmetrised"])
-@pytest.mark.parametrize(
-    "build, t_value", [(vp_sde, 0.1), (vp_sde, 0.5), (ve_sde, 0.5)]
-)
+@pytest.mark.parametrize("build, t_value", [(vp_sde, 0.1), (vp_sde, 0.5), (ve_sde, 0.5)])
 def test_minimiser_is_the_gaussian_score(key, build, target, t_value):
     # p(x_t) = N_U(0, (m^2 C^2 + s^2) I), so the score is -x / (m^2 C^2 + s^2). The model
     # s_theta(x) = theta x is linear in theta: the loss is a quadratic whose minimiser is the

@@ -41,9 +41,7 @@ def test_valid_settings_build_and_step():
     params = {"w": jnp.asarray([1.0, -2.0])}
     grads = {"w": jnp.asarray([0.5, 0.25])}
     ours = make_optimizer(1e-2, weight_decay=0.1, clip_norm=None, warmup_steps=0)
-    ref = optax.chain(
-        optax.scale_by_amsgrad(), optax.add_decayed_weights(0.1), optax.scale(-1e-2)
-    )
+    ref = optax.chain(optax.scale_by_amsgrad(), optax.add_decayed_weights(0.1), optax.scale(-1e-2))
     u, _ = ours.update(grads, ours.init(params), params)
     v, _ = ref.update(grads, ref.init(params), params)
     np.testing.assert_allclose(u["w"], v["w"], rtol=1e-6)

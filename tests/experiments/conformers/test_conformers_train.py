@@ -11,7 +11,7 @@ import configs
 from configs.conformers_common import NAMES
 from experiments.conformers import train as conformers
 from symdiff_jax.conformers.datasets import load_conformer_data, train_batches
-from symdiff_jax.data.geom import write_example_geom
+from symdiff_jax.testing.fake_data import write_example_geom
 
 
 def conformer_config(name: str, size: str | None = None):

@@ -19,8 +19,8 @@ from experiments.common.state import make_schedule
 from experiments.qm9 import input_pipeline, model
 from experiments.qm9 import train as qm9
 from symdiff_jax.data import num_batches
+from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import Checkpointer, CheckpointError, sharding
-from symdiff_jax.train.state import count_parameters
 
 pytest.importorskip("qm9pack")
 
@@ -109,7 +109,7 @@ def test_resume_is_exact(tmp_path):
         strict=True,
     ):
         assert np.array_equal(a, b)
-    assert straight["params"] == count_parameters(final_state(tmp_path / "straight").params)
+    assert straight["params"] == count_params(final_state(tmp_path / "straight").params)
 
 
 def _checksums(root):
