@@ -189,6 +189,29 @@ def _input_geometry(value: Any, group: str | None):
     return positions.shape[-2], positions.shape[-1], dtype
 
 
+def _test_setting(
+    value: Any,
+    group: str | None,
+    mask: jax.Array | None,
+    permutations: bool,
+    reference: str,
+    in_act: Action | None,
+    out_act: Action | None,
+    invariant: bool,
+) -> tuple[Callable[[jax.Array], SNxO], Action, Action]:
+    """The sampler `key -> g` of test elements for the input `value`, and the input and
+    output actions with their defaults (`act_on_state`; `act_on_invariant` if `invariant`)."""
+    num_atoms, dim, dtype = _input_geometry(value, group)
+    options = dict(group=group, mask=mask, permutations=permutations, reference=reference)
+    sample = functools.partial(
+        sample_test_element, num_atoms=num_atoms, dim=dim, dtype=dtype, **options
+    )
+    in_act = act_on_state if in_act is None else in_act
+    if out_act is None:
+        out_act = act_on_invariant if invariant else act_on_state
+    return sample, in_act, out_act
+
+
 def _default_tolerance(tree: Any) -> float:
     leaves = [jnp.asarray(a) for a in jax.tree_util.tree_leaves(tree)]
     if any(a.dtype == jnp.float64 for a in leaves):
@@ -267,25 +290,15 @@ def assert_equivariant(
     if num_trials < 1:
         raise ValueError(f"num_trials must be >= 1; got {num_trials}.")
     nums = _argnums(argnums, len(args))
-    num_atoms, dim, dtype = _input_geometry(args[nums[0]], group)
-    in_act = act_on_state if in_act is None else in_act
-    if out_act is None:
-        out_act = act_on_invariant if invariant else act_on_state
+    sample, in_act, out_act = _test_setting(
+        args[nums[0]], group, mask, permutations, reference, in_act, out_act, invariant
+    )
 
     output = fn(*args, **_mask_kwargs(mask))
     atol = _default_tolerance(output) if atol is None else atol
     rtol = _default_tolerance(output) if rtol is None else rtol
     for trial, k in enumerate(jax.random.split(key, num_trials)):
-        g = sample_test_element(
-            k,
-            num_atoms,
-            group=group,
-            dim=dim,
-            mask=mask,
-            permutations=permutations,
-            reference=reference,
-            dtype=dtype,
-        )
+        g = sample(k)
         moved = [in_act(g, a) if i in nums else a for i, a in enumerate(args)]
         lhs = fn(*moved, **_mask_kwargs(mask, g.perm))
         rhs = out_act(g, output)
@@ -387,10 +400,9 @@ def assert_stochastically_equivariant(
             f"alpha / num_group_elements = {level:.2e}: the test could never reject. "
             f"Use num_permutations >= {math.ceil(1.0 / level)}."
         )
-    num_atoms, dim, dtype = _input_geometry(x, group)
-    in_act = act_on_state if in_act is None else in_act
-    if out_act is None:
-        out_act = act_on_invariant if invariant else act_on_state
+    sample, in_act, out_act = _test_setting(
+        x, group, mask, permutations, reference, in_act, out_act, invariant
+    )
 
     def draw(keys, state, m):
         kwargs = {} if m is None else {"mask": m}
@@ -406,16 +418,7 @@ def assert_stochastically_equivariant(
     keys = jax.random.split(key, num_group_elements)
     for index, k in enumerate(keys):
         key_g, key_1, key_2, key_test = jax.random.split(k, 4)
-        g = sample_test_element(
-            key_g,
-            num_atoms,
-            group=group,
-            dim=dim,
-            mask=mask,
-            permutations=permutations,
-            reference=reference,
-            dtype=dtype,
-        )
+        g = sample(key_g)
         g_mask = None if mask is None else permute(jnp.asarray(mask), g.perm, axis=-1)
         y_moved_input = draw(jax.random.split(key_1, num_samples), in_act(g, x), g_mask)
         y_moved_output = act_on_samples(

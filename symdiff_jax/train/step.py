@@ -125,20 +125,17 @@ def make_train_step(
     loss_fn: LossFn,
     optimizer: optax.GradientTransformation,
     *,
-    ema_decay: float = 0.9999,
-    ema_warmup: bool = True,
-    max_abs_param: float | None = DEFAULT_MAX_ABS_PARAM,
     donate: bool = True,
+    **options: Any,
 ) -> Callable[[TrainState, Mapping[str, jax.Array], jax.Array], tuple[TrainState, dict]]:
-    """`jax.jit(train_step)` with everything static bound; donates the old state."""
-    step = bind_train_step(
-        graphdef,
-        loss_fn,
-        optimizer,
-        ema_decay=ema_decay,
-        ema_warmup=ema_warmup,
-        max_abs_param=max_abs_param,
-    )
+    """`jax.jit(train_step)` with everything static bound; donates the old state.
+
+    Args:
+      graphdef, loss_fn, optimizer: as `bind_train_step`.
+      donate: donate the old state's buffers to the new one.
+      **options: `ema_decay`, `ema_warmup`, `max_abs_param`, as `bind_train_step`.
+    """
+    step = bind_train_step(graphdef, loss_fn, optimizer, **options)
     return jax.jit(step, donate_argnums=(0,) if donate else ())
 
 

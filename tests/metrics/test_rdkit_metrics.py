@@ -11,32 +11,17 @@ from symdiff_jax.metrics.rdkit_metrics import (
     rdkit_metrics,
     xyz_smiles,
 )
+from symdiff_jax.testing.molecules import ethylene, methane, pad_molecules, water
 
-TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
-METHANE = (np.vstack([np.zeros(3), 1.09 * TETRAHEDRON]), np.array([6, 1, 1, 1, 1]))
-_A = np.deg2rad(104.5)
-WATER = (np.array([[0, 0, 0], [0.96, 0, 0], [0.96 * np.cos(_A), 0.96 * np.sin(_A), 0]]),
-         np.array([8, 1, 1]))  # fmt: skip
+METHANE = methane()
+WATER = water()
 CH5 = (np.vstack([np.zeros(3), 1.09 * np.array(
     [[0, 0, 1], [0, 0, -1], [1, 0, 0], [-0.5, 0.866, 0], [-0.5, -0.866, 0]])]),
     np.array([6, 1, 1, 1, 1, 1]))  # fmt: skip
 
 
-def ethylene():
-    cc, ch = 1.33, 1.09
-    s, c = np.sin(np.deg2rad(60)), np.cos(np.deg2rad(60))
-    pos = [[-cc / 2, 0, 0], [cc / 2, 0, 0]]
-    pos += [[-cc / 2 - ch * c, sgn * ch * s, 0] for sgn in (1, -1)]
-    pos += [[cc / 2 + ch * c, sgn * ch * s, 0] for sgn in (1, -1)]
-    return np.array(pos), np.array([6, 6, 1, 1, 1, 1])
-
-
 def pad(molecules, width=12):
-    b = len(molecules)
-    x, z = np.zeros((b, width, 3)), np.zeros((b, width), int)
-    for i, (p, zi) in enumerate(molecules):
-        x[i, : len(zi)], z[i, : len(zi)] = p, zi
-    return x, z, z > 0
+    return pad_molecules(molecules, width)
 
 
 def test_smiles_of_hand_built_molecules():

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from symdiff_jax.metrics import bond_tables
 from symdiff_jax.metrics.stability import bond_orders, stability, stable_atoms
+from symdiff_jax.testing.molecules import ethylene, methane, pad_molecules, water
 
 # EDM's tables restricted to H, C, N, O, F, written out independently of `bond_tables`
 # (facts from qm9/bond_analyze.py of their code): pm lengths for single, double, triple.
@@ -51,27 +52,6 @@ def loop_reference(positions, atomic_numbers):
 # ------------------------------------------------------------------------------------------
 # Hand-built molecules (coordinates in Angstrom)
 
-TETRAHEDRON = np.array([[1, 1, 1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]]) / np.sqrt(3)
-
-
-def methane(ch=1.09):
-    return np.vstack([np.zeros(3), ch * TETRAHEDRON]), np.array([6, 1, 1, 1, 1])
-
-
-def water():
-    angle = np.deg2rad(104.5)
-    pos = np.array([[0, 0, 0], [0.96, 0, 0], [0.96 * np.cos(angle), 0.96 * np.sin(angle), 0]])
-    return pos, np.array([8, 1, 1])
-
-
-def ethylene():
-    cc, ch = 1.33, 1.09
-    s, c = np.sin(np.deg2rad(60)), np.cos(np.deg2rad(60))
-    pos = [[-cc / 2, 0, 0], [cc / 2, 0, 0]]
-    pos += [[-cc / 2 - ch * c, sgn * ch * s, 0] for sgn in (1, -1)]
-    pos += [[cc / 2 + ch * c, sgn * ch * s, 0] for sgn in (1, -1)]
-    return np.array(pos), np.array([6, 6, 1, 1, 1, 1])
-
 
 def linear(zs, bonds):
     """A linear molecule with atoms `zs` and consecutive bond lengths `bonds`."""
@@ -81,11 +61,7 @@ def linear(zs, bonds):
 
 def pad(molecules, width=8):
     """Stacks (positions, Z) pairs into padded [B, width, 3], [B, width], mask arrays."""
-    b = len(molecules)
-    x, z = np.zeros((b, width, 3)), np.zeros((b, width), int)
-    for i, (p, zi) in enumerate(molecules):
-        x[i, : len(zi)], z[i, : len(zi)] = p, zi
-    return x, z, z > 0
+    return pad_molecules(molecules, width)
 
 
 def test_tables_hold_edm_numbers():

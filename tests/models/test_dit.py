@@ -34,14 +34,10 @@ from symdiff_jax.models.mlp import dense_tokens
 from symdiff_jax.models.parameters import count_params, param_breakdown
 from symdiff_jax.testing import assert_equivariant, randomise_parameters
 from symdiff_jax.testing.equivariance import act_on_atom_features
+from symdiff_jax.testing.modules import MASK_LAYOUTS, compiled_call
 
 F = 4
 SMALL = dict(hidden=16, depth=2, heads=2, mlp_ratio=4.0, node_embed=10, num_gaussians=5)
-MASKS = {
-    "full": [1, 1, 1, 1, 1, 1],
-    "trailing": [1, 1, 1, 1, 0, 0],
-    "interleaved": [1, 0, 1, 1, 0, 1],
-}
 OFFICIAL_TOTAL = 31_195_834  # SymDiff QM9, reference implementation
 
 
@@ -49,17 +45,10 @@ def randomise(module, key, scale=0.4):
     return randomise_parameters(module, key, scale)
 
 
-def jitted(model):
-    """The model as one compiled function of (x, h, t, mask) (eager NNX is slow on CPU)."""
-    graphdef, params = nnx.split(model)
-    apply = jax.jit(lambda p, *a: nnx.merge(graphdef, p)(*a))
-    return lambda *args: apply(params, *args)
-
-
 def small_dit(seed=0, compiled=True, **kw):
     model = DiT(F, **{**SMALL, **kw}, rngs=nnx.Rngs(seed))
     model = randomise(model, jax.random.key(seed + 100))
-    return jitted(model) if compiled else model
+    return compiled_call(model) if compiled else model
 
 
 def inputs(seed, n=6, batch=2, mask=None, dtype=np.float32):
@@ -86,16 +75,16 @@ def unbatched(model, t):
 
 def test_fresh_dit_outputs_zero():
     """adaLN-Zero: the final layer and all modulations start at zero, as in DiT."""
-    model = jitted(DiT(F, **SMALL, rngs=nnx.Rngs(0)))
+    model = compiled_call(DiT(F, **SMALL, rngs=nnx.Rngs(0)))
     x, h, t, m = inputs(0)
     ex, eh = model(x, h, t, m)
     assert float(jnp.max(jnp.abs(ex))) == 0.0 and float(jnp.max(jnp.abs(eh))) == 0.0
 
 
-@pytest.mark.parametrize("layout", sorted(MASKS))
+@pytest.mark.parametrize("layout", sorted(MASK_LAYOUTS))
 def test_permutation_equivariant(key, layout):
     model = small_dit()
-    x, h, t, m = inputs(1, mask=MASKS[layout])
+    x, h, t, m = inputs(1, mask=MASK_LAYOUTS[layout])
     fn = unbatched(model, t[0])
     assert_equivariant(fn, key, (x[0], h[0]), group=None, mask=m[0], num_trials=3)
 
@@ -104,7 +93,7 @@ def test_permutation_equivariant_numpy_float64(x64):
     """Each system of a batch gets its own numpy permutation of its real atoms; tight tolerance."""
     model = small_dit(param_dtype=jnp.float64)
     x, h, t, _ = inputs(2, batch=2, dtype=np.float64)
-    m = jnp.asarray([MASKS["interleaved"], MASKS["trailing"]], jnp.float64)
+    m = jnp.asarray([MASK_LAYOUTS["interleaved"], MASK_LAYOUTS["trailing"]], jnp.float64)
     rng = np.random.default_rng(3)
     perms = []
     for row in np.asarray(m):
@@ -134,7 +123,7 @@ def test_not_rotation_equivariant(key):
 
 def test_translation_invariant():
     model = small_dit()
-    x, h, t, m = inputs(5, mask=MASKS["trailing"])
+    x, h, t, m = inputs(5, mask=MASK_LAYOUTS["trailing"])
     shift = jnp.asarray([[3.0, -2.0, 0.5]]) * m[..., None]
     ex, eh = model(x, h, t, m)
     sx, sh = model(x + shift, h, t, m)
@@ -145,7 +134,7 @@ def test_translation_invariant():
 @pytest.mark.parametrize("layout", ["trailing", "interleaved"])
 def test_outputs_com_free_and_padding_zero(layout):
     model = small_dit()
-    x, h, t, m = inputs(6, mask=MASKS[layout])
+    x, h, t, m = inputs(6, mask=MASK_LAYOUTS[layout])
     ex, eh = model(x, h, t, m)
     com = jnp.sum(ex * m[..., None], axis=1)
     np.testing.assert_allclose(com, 0.0, atol=1e-5)
@@ -158,7 +147,7 @@ def test_outputs_com_free_and_padding_zero(layout):
 @pytest.mark.parametrize("layout", ["trailing", "interleaved"])
 def test_padded_atoms_do_not_influence_real_ones(layout):
     model = small_dit()
-    x, h, t, m = inputs(7, mask=MASKS[layout])
+    x, h, t, m = inputs(7, mask=MASK_LAYOUTS[layout])
     rng = np.random.default_rng(8)
     pad = (m == 0)[..., None]
     x2 = jnp.where(pad, jnp.asarray(rng.normal(size=x.shape) * 10, x.dtype), x)
@@ -173,8 +162,8 @@ def test_padded_atoms_do_not_influence_real_ones(layout):
 def test_padding_gives_the_unpadded_result(layout):
     """The real rows of a padded system equal the outputs of the system without padding."""
     model = small_dit()
-    x, h, t, m = inputs(16, mask=MASKS[layout])
-    real = np.flatnonzero(np.asarray(MASKS[layout]))
+    x, h, t, m = inputs(16, mask=MASK_LAYOUTS[layout])
+    real = np.flatnonzero(np.asarray(MASK_LAYOUTS[layout]))
     ex, eh = model(x, h, t, m)
     cx, ch = model(x[:, real], h[:, real], t, jnp.ones((2, len(real))))
     np.testing.assert_allclose(ex[:, real], cx, rtol=1e-4, atol=1e-5)
@@ -184,7 +173,7 @@ def test_padding_gives_the_unpadded_result(layout):
 def test_jit_matches_eager_and_gradients_finite():
     """Coincident atoms (a duplicated real atom, padded atoms at 0) must not give NaN gradients."""
     model = small_dit(compiled=False)
-    x, h, t, m = inputs(9, mask=MASKS["trailing"])
+    x, h, t, m = inputs(9, mask=MASK_LAYOUTS["trailing"])
     x = x.at[:, 1].set(x[:, 0]).at[:, 4:].set(0.0)
     graphdef, params = nnx.split(model)
 
@@ -283,7 +272,7 @@ def test_distance_embedding_matches_numpy_loop(x64):
     """Psi_i = (1/N) sum_{j real} psi(|x_i - x_j|) W_D + b, psi with |s| + 0.01 (reference)."""
     emb = GaussianDistanceEmbedding(4, 3, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
     randomise(emb, jax.random.key(1), scale=1.0)
-    x, _, _, m = inputs(11, dtype=np.float64, mask=MASKS["interleaved"])
+    x, _, _, m = inputs(11, dtype=np.float64, mask=MASK_LAYOUTS["interleaved"])
     got = np.asarray(emb(x, m))
     xs, ms = np.asarray(x), np.asarray(m)
     want = np_linear(emb.linear, np_psi_mean(xs, ms, arr(emb.means), arr(emb.stds)))
@@ -359,7 +348,9 @@ def test_dit_without_blocks_matches_algorithm_3(x64):
     model = DiT(F, hidden=16, depth=0, heads=2, node_embed=10, num_gaussians=5,
                 rngs=nnx.Rngs(0), param_dtype=jnp.float64)  # fmt: skip
     randomise(model, jax.random.key(5))
-    x, h, t, m = (np.asarray(a) for a in inputs(18, mask=MASKS["interleaved"], dtype=np.float64))
+    x, h, t, m = (
+        np.asarray(a) for a in inputs(18, mask=MASK_LAYOUTS["interleaved"], dtype=np.float64)
+    )
     ex, eh = model(*(jnp.asarray(a) for a in (x, h, t, m)))
     emb = model.distance_embedding
     xc = np_masked_com_free(x, m)
@@ -378,7 +369,7 @@ def test_dit_without_blocks_matches_algorithm_3(x64):
 
 def test_trunk_is_the_input_of_the_final_layer(key, x64):
     model = small_dit(compiled=False, param_dtype=jnp.float64)
-    x, h, t, m = inputs(19, mask=MASKS["interleaved"], dtype=np.float64)
+    x, h, t, m = inputs(19, mask=MASK_LAYOUTS["interleaved"], dtype=np.float64)
     z = model.trunk(x, h, t, m)
     assert z.shape == (2, 6, SMALL["hidden"])
     assert float(jnp.max(jnp.abs(z[m == 0]))) == 0.0
@@ -408,7 +399,9 @@ def test_distance_embedding_gradients_match_finite_differences(x64):
     emb = GaussianDistanceEmbedding(4, 3, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
     randomise(emb, jax.random.key(6), scale=1.0)
     emb.stds[...] = emb.stds[...].at[2].set(40.0)
-    x, _, _, m = (np.asarray(a) for a in inputs(20, dtype=np.float64, mask=MASKS["trailing"]))
+    x, _, _, m = (
+        np.asarray(a) for a in inputs(20, dtype=np.float64, mask=MASK_LAYOUTS["trailing"])
+    )
     w = np.random.default_rng(21).normal(size=(2, 6, 4))
     means, stds = arr(emb.means), arr(emb.stds)
 
@@ -587,7 +580,7 @@ def test_bfloat16_matmuls_keep_float32_weights_and_track_the_float32_output():
     full = randomise(DiT(F, **SMALL, rngs=nnx.Rngs(0)), jax.random.key(100))
     mixed = DiT(F, **SMALL, dtype=jnp.bfloat16, rngs=nnx.Rngs(0))
     nnx.update(mixed, nnx.state(full))
-    x, h, t, m = inputs(0, mask=MASKS["trailing"])
+    x, h, t, m = inputs(0, mask=MASK_LAYOUTS["trailing"])
     graphdef, params = nnx.split(mixed)
     assert {leaf.dtype for leaf in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
 
@@ -598,7 +591,7 @@ def test_bfloat16_matmuls_keep_float32_weights_and_track_the_float32_output():
     lowered = jax.jit(jax.grad(loss, has_aux=True)).lower(params, x)
     assert re.search(r"dot_general.*bf16", lowered.as_text()), "no bf16 matmul"
     grads, (eps_x, eps_h) = lowered.compile()(params, x)
-    ref_x, ref_h = jitted(full)(x, h, t, m)
+    ref_x, ref_h = compiled_call(full)(x, h, t, m)
     assert eps_x.dtype == eps_h.dtype == jnp.float32
     scale = float(jnp.max(jnp.abs(ref_h)))
     err = max(float(jnp.max(jnp.abs(eps_x - ref_x))), float(jnp.max(jnp.abs(eps_h - ref_h))))

@@ -22,31 +22,21 @@ from symdiff_jax.testing import (
     randomise_parameters,
 )
 from symdiff_jax.testing.equivariance import act_on_rotation
+from symdiff_jax.testing.modules import MASK_LAYOUTS, compiled_call
 
 SMALL = dict(
     hidden=16, depth=2, heads=2, mlp_ratio=4.0, decoder_hidden=8, noise_dims=3, dist_embed=6,
     num_gaussians=5,
 )  # fmt: skip
-MASKS = {
-    "full": [1, 1, 1, 1, 1, 1],
-    "trailing": [1, 1, 1, 1, 0, 0],
-    "interleaved": [1, 0, 1, 1, 0, 1],
-}
 
 
 def randomise(module, key, scale=0.25):
     return randomise_parameters(module, key, scale)
 
 
-def jitted(model):
-    graphdef, params = nnx.split(model)
-    apply = jax.jit(lambda p, *a: nnx.merge(graphdef, p)(*a))
-    return lambda *args: apply(params, *args)
-
-
 def small_gamma(seed=0, compiled=True, **kw):
     model = randomise(GammaNet(**{**SMALL, **kw}, rngs=nnx.Rngs(seed)), jax.random.key(seed + 7))
-    return jitted(model) if compiled else model
+    return compiled_call(model) if compiled else model
 
 
 def inputs(seed, n=6, batch=2, mask=None):
@@ -58,11 +48,11 @@ def inputs(seed, n=6, batch=2, mask=None):
     return tuple(jnp.asarray(a, jnp.float32) for a in (x, eta, t, m))
 
 
-@pytest.mark.parametrize("layout", sorted(MASKS))
+@pytest.mark.parametrize("layout", sorted(MASK_LAYOUTS))
 def test_permutation_invariant(key, layout):
     """Permuting the real atoms of x and eta together leaves A unchanged."""
     f = small_gamma()
-    x, eta, t, m = inputs(1, mask=MASKS[layout])
+    x, eta, t, m = inputs(1, mask=MASK_LAYOUTS[layout])
 
     def fn(state, mask):
         return f(state[0][None], state[1][None], t[:1], mask[None])[0]
@@ -85,7 +75,7 @@ def test_depends_on_rotation_and_noise(key):
 
 def test_shape_translation_and_padding():
     f = small_gamma()
-    x, eta, t, m = inputs(3, mask=MASKS["interleaved"])
+    x, eta, t, m = inputs(3, mask=MASK_LAYOUTS["interleaved"])
     a = f(x, eta, t, m)
     assert a.shape == (2, 3, 3)
     shift = jnp.asarray([1.0, -2.0, 4.0]) * m[..., None]
@@ -100,8 +90,8 @@ def test_shape_translation_and_padding():
 @pytest.mark.parametrize("layout", ["trailing", "interleaved"])
 def test_padding_gives_the_unpadded_result(layout):
     f = small_gamma()
-    x, eta, t, m = inputs(9, mask=MASKS[layout])
-    real = np.flatnonzero(np.asarray(MASKS[layout]))
+    x, eta, t, m = inputs(9, mask=MASK_LAYOUTS[layout])
+    real = np.flatnonzero(np.asarray(MASK_LAYOUTS[layout]))
     compact = f(x[:, real], eta[:, real], t, jnp.ones((2, len(real))))
     np.testing.assert_allclose(f(x, eta, t, m), compact, rtol=1e-4, atol=1e-5)
 
@@ -112,7 +102,7 @@ def test_gamma_without_blocks_matches_algorithm_4(x64):
 
     model = GammaNet(**{**SMALL, "depth": 0}, rngs=nnx.Rngs(0), param_dtype=jnp.float64)
     randomise(model, jax.random.key(3))
-    x, eta, t, m = (np.asarray(a, np.float64) for a in inputs(10, mask=MASKS["interleaved"]))
+    x, eta, t, m = (np.asarray(a, np.float64) for a in inputs(10, mask=MASK_LAYOUTS["interleaved"]))
     got = np.asarray(model(*(jnp.asarray(a) for a in (x, eta, t, m))))
     lin = lambda layer, a: a @ np.asarray(layer.kernel[...]) + np.asarray(layer.bias[...])  # noqa: E731
     emb = model.distance_embedding
@@ -139,7 +129,7 @@ def test_state_input_and_time_dependence():
 
 def test_gradients_through_qr_are_finite():
     model = small_gamma(compiled=False)
-    x, eta, t, m = inputs(6, mask=MASKS["trailing"])
+    x, eta, t, m = inputs(6, mask=MASK_LAYOUTS["trailing"])
     x = x.at[:, 1].set(x[:, 0])  # coincident real atoms
     graphdef, params = nnx.split(model)
     target = jnp.eye(3)
