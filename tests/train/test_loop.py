@@ -119,6 +119,7 @@ def test_ema_decay_warmup():
     assert float(ema_decay_at(0, 0.9999, warmup=False)) == pytest.approx(0.9999)
 
 
+@pytest.mark.allow_nonfinite
 def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     state, step = setup()
     key = jax.random.key(1)
@@ -135,6 +136,7 @@ def test_nan_stops_with_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
     assert [r["step"] for r in logged] == [4]
 
 
+@pytest.mark.allow_nonfinite
 def test_nan_step_leaves_the_state_unchanged():
     state, step = setup()
     key = jax.random.key(2)
@@ -147,6 +149,7 @@ def test_nan_step_leaves_the_state_unchanged():
         assert np.array_equal(a, b, equal_nan=True)
 
 
+@pytest.mark.allow_nonfinite
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_a_non_finite_gradient_with_a_finite_loss_skips_the_step(bad):
     """The guard looks at the gradients too: a loss of exactly 0 with a NaN/Inf gradient."""
@@ -173,6 +176,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_skips_the_step(bad):
     assert float(step(new, good, jax.random.key(0))[1]["finite"]) == 1.0
 
 
+@pytest.mark.allow_nonfinite
 def test_nan_learning_rate_never_reaches_a_checkpoint(tmp_path):
     """A NaN learning rate gives finite losses and gradients but NaN parameters: the run
     stops at the first step and no checkpoint is written."""
