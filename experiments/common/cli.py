@@ -7,6 +7,8 @@
     wrong type, or a number out of range (`check_config`) prints ONE line naming the key,
     the value and what is valid (for an unknown key: the closest valid keys), and exits 2
     before anything is compiled;
+  - a `data.dataset = "molecules"` source that cannot be read (`read_data_source`) is one
+    line and exit 2, before anything is compiled;
   - any other flag error is one line and exit 2 as well.
 It also keeps JAX's "Unable to initialize backend 'tpu'" line out of the log.
 """
@@ -136,6 +138,24 @@ def check_config(config: Any) -> None:
             "multi-molecule .sdf, an .xyz file or an ASE .db "
             "(e.g. --config.data.source=ligands.sdf)."
         )
+
+
+def read_data_source(config: Any) -> None:
+    """Reads a `data.dataset = "molecules"` source now (filling in its elements and width).
+
+    Raises:
+      ConfigError: the source is missing, empty, of an unknown kind, holds no usable
+        molecule, or (with `data.strict`) has an unreadable record.
+    """
+    data = config.get("data") if hasattr(config, "get") else None
+    if data is None or data.get("dataset") != "molecules":
+        return
+    from experiments.qm9.input_pipeline import resolve_molecule_source
+
+    try:
+        resolve_molecule_source(config)
+    except (OSError, ValueError, ImportError) as err:
+        raise ConfigError(f"--config.data.source={data.source}: {err}") from err
 
 
 # --------------------------------------------------------------------------------------
@@ -277,6 +297,7 @@ def make_parser(default_config: str | None = None) -> Callable[[list[str]], list
         if "config" in flags.FLAGS:
             try:
                 check_config(flags.FLAGS["config"].value)
+                read_data_source(flags.FLAGS["config"].value)
             except ConfigError as err:
                 fail(str(err))
             except Exception as err:  # the config file failed to load
