@@ -83,12 +83,12 @@ def sample_molecules_batched(
         "charges": np.zeros((num_samples, max_atoms), np.int32),
         "mask": np.zeros((num_samples, max_atoms), np.float32),
     }
-    batches = enumerate(plan)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=len(plan), desc="sample", dynamic_ncols=True)
-    for b, (rows, width) in batches:
+        bar = tqdm(total=int(num_samples), desc="sample", unit="mol", dynamic_ncols=True)
+    for b, (rows, width) in enumerate(plan):
         mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
         s = jax.device_get(fn(params, jax.random.fold_in(k_batches, b), jnp.asarray(mask)))
         # Rows past the batch's distinct molecules repeat them (extra draws): dropped.
@@ -100,6 +100,10 @@ def sample_molecules_batched(
         )
         out["charges"][dest, :width] = np.asarray(s["charges"])[:real]
         out["mask"][dest, :width] = m
+        if bar is not None:
+            bar.update(real)
+    if bar is not None:
+        bar.close()
     out["num_atoms"] = out["mask"].sum(-1).astype(np.int32)
     return out
 
