@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import jax
@@ -123,7 +124,7 @@ def sample_metrics(samples: dict[str, np.ndarray], train_smiles=None) -> dict[st
 
 
 def save_samples(directory: str, samples: dict[str, np.ndarray], *, picture: bool = True) -> dict:
-    """Writes `samples.npz`, `samples.sdf`, `xyz/` and `samples.png` into `directory`."""
+    """Writes `samples.npz`, `samples.sdf`, `xyz/`, `samples.png` and (with `ase`) `samples.db`."""
     from symdiff_jax.data.drawing import molecule_grid_png
     from symdiff_jax.data.writers import write_samples_npz, write_sdf, write_xyz
 
@@ -137,6 +138,11 @@ def save_samples(directory: str, samples: dict[str, np.ndarray], *, picture: boo
     write_samples_npz(paths["npz"], *args)
     write_sdf(paths["sdf"], *args)
     write_xyz(paths["xyz"], *args)
+    if importlib.util.find_spec("ase") is not None:  # the `ase` extra
+        from symdiff_jax.data.ase_io import write_ase_db
+
+        paths["ase"] = os.path.join(directory, "samples.db")
+        write_ase_db(paths["ase"], samples["positions"], samples["atomic_numbers"], samples["mask"])
     if picture:
         paths["png"] = molecule_grid_png(os.path.join(directory, "samples.png"), *args)
     return paths
