@@ -273,14 +273,30 @@ def _flag_error(err: Exception) -> str:
     return head.replace("Could not parse flags: ", "")
 
 
-def make_parser(default_config: str | None = None) -> Callable[[list[str]], list[str]]:
-    """`flags_parser` for `absl.app.run`: see the module docstring."""
+def print_help(module: str, *, full: bool = False) -> None:
+    """Prints the docstring of the tool's module and its flags (all flags with `full`)."""
+    doc = (sys.modules[module].__doc__ or "").strip() if module in sys.modules else ""
+    print(doc + "\n")
+    print(flags.FLAGS.get_help() if full else flags.FLAGS.module_help(module))
+    if not full:
+        print("\n(--helpfull: the flags of every module)")
+
+
+def make_parser(
+    default_config: str | None = None, module: str = "__main__"
+) -> Callable[[list[str]], list[str]]:
+    """`flags_parser` for `absl.app.run`: see the module docstring.
+
+    Args:
+      default_config: the `--config` used when none is given (to check overrides).
+      module: the tool's module (its docstring and flags make the `--help` text).
+    """
 
     def parse(argv: list[str]) -> list[str]:
         quiet_backend_probe()
         if any(a in HELP_FLAGS for a in argv[1:]):
-            full = "--helpfull" in argv
-            app.usage(shorthelp=not full, writeto_stdout=True, exitcode=0)
+            print_help(module, full="--helpfull" in argv)
+            sys.exit(0)
         config_arg = _config_argument(argv[1:])
         if config_arg is not None and not os.path.isfile(config_arg.partition(":")[0]):
             fail(
@@ -309,4 +325,4 @@ def make_parser(default_config: str | None = None) -> Callable[[list[str]], list
 
 def run(main: Callable[[list[str]], Any], default_config: str | None = None) -> None:
     """`absl.app.run(main)` with `make_parser`: the body of each tool's `cli()`."""
-    app.run(main, flags_parser=make_parser(default_config))
+    app.run(main, flags_parser=make_parser(default_config, main.__module__))
