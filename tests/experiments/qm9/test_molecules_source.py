@@ -17,8 +17,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SMILES = (
-    "C", "N", "O", "CC", "CO", "CN", "C=O", "C#N", "CCO", "CC=O", "OCO", "NCO", "CCN", "C=C",
-    "C#C", "CNC", "COC", "NC=O", "OC=O", "CC#N",
+    "C", "N", "O", "CC", "CO", "CN", "C=O", "C#N", "CCO", "CC=O", "OCO", "NCO", "NO", "C=C",
+    "C#C", "NN", "COC", "NC=O", "OC=O", "CC#N",
 )  # fmt: skip
 
 
