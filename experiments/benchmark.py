@@ -111,5 +111,12 @@ def _bucket_widths(values: list[str] | None) -> tuple[int, ...] | None:
         ) from None
 
 
+def cli() -> None:
+    """The `symdiff-benchmark` console script."""
+    from experiments.common import cli as common_cli
+
+    common_cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

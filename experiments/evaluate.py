@@ -223,5 +223,12 @@ def _evaluate_conformers(workdir: str) -> None:
     print(f"merged into {path}")
 
 
+def cli() -> None:
+    """The `symdiff-evaluate` console script."""
+    from experiments.common import cli as common_cli
+
+    common_cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

@@ -117,5 +117,12 @@ def main(argv) -> None:
     )
 
 
+def cli() -> None:
+    """The `symdiff-sample` console script."""
+    from experiments.common import cli as common_cli
+
+    common_cli.run(main)
+
+
 if __name__ == "__main__":
-    app.run(main)
+    cli()

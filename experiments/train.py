@@ -71,44 +71,6 @@ def default_workdir(config_path: str) -> str:
     return os.path.join("workdirs", f"{stem}_{variant}" if variant else stem)
 
 
-def _flat_keys(config, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in config.items():
-        keys.extend(_flat_keys(v, f"{prefix}{k}.") if hasattr(v, "items") else [f"{prefix}{k}"])
-    return keys
-
-
-def _load_config(config_arg: str):
-    """Loads `path[:variant]` without overrides, for error messages."""
-    import importlib.util
-
-    path, _, variant = config_arg.partition(":")
-    spec = importlib.util.spec_from_file_location("_symdiff_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
-
-
-def parse_flags(argv):
-    """absl flag parsing that names the valid keys when an override is unknown."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError, flags.Error) as err:
-        config_arg = next(
-            (a.split("=", 1)[1] for a in argv if a.startswith("--config=")),
-            next(
-                (argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--config"), _DEFAULT_CONFIG
-            ),
-        )
-        try:
-            valid = ", ".join(sorted(_flat_keys(_load_config(config_arg))))
-        except Exception:  # the config itself is broken: report the original error only
-            raise app.UsageError(f"Could not parse flags: {err}") from err
-        raise app.UsageError(
-            f"Could not parse flags: {err}\nValid keys of {config_arg}: {valid}"
-        ) from err
-
-
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -152,5 +114,12 @@ def main(argv) -> None:
         print(f"  {k:<{width}}  {v:.6g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
 
 
+def cli() -> None:
+    """The `symdiff-train` console script."""
+    from experiments.common import cli as common_cli
+
+    common_cli.run(main, default_config=_DEFAULT_CONFIG)
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli()

@@ -33,6 +33,7 @@ from flax import nnx
 
 from experiments.common.io import checkpoint_dir
 from experiments.common.state import initial_state
+from experiments.common.summaries import write_summaries
 from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import Checkpointer, MetricWriter, sharding
 from symdiff_jax.train.loop import fit
@@ -172,5 +173,6 @@ def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
                 if isinstance(v, float) and not k.startswith("train/")
             }
             writer.write_scalars(metrics["steps"], final)
+            write_summaries(writer, metrics["steps"], config, metrics)  # config, samples.png
     metrics["wall_time_s"] = time.time() - t_start
     return metrics

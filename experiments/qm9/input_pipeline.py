@@ -7,6 +7,11 @@
               directory of its files), <= 181 atoms, features one-hot over 16 elements
               / 4 without the charge column (EDM and SymDiff train it with
               `include_charges=False`).
+  molecules   your own molecules: `config.data.source` is a directory of SDF/xyz files,
+              a multi-molecule SDF, an xyz file or an ASE database
+              (`symdiff_jax.data.sources.load_molecule_source`); the element set and the
+              padded width come from the data unless `data.elements` / `data.max_atoms`
+              set them; features as QM9's over the source's elements.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from symdiff_jax.data.geom_drugs import (
     geom_features,
     load_geom_drugs,
 )
+from symdiff_jax.data.sources import MoleculeSource, element_symbol, load_molecule_source
 from symdiff_jax.diffusion.molecules import FeatureSpec
 
 
@@ -89,9 +95,47 @@ def get_dataset(name: str) -> MoleculeDataset:
 DEVICE_KEYS = ("positions", "h", "charges", "mask")
 
 
+def molecule_source(data) -> MoleculeSource:
+    """The `load_molecule_source` of a `data.dataset = "molecules"` config section."""
+    return load_molecule_source(
+        data.source,
+        strict=bool(data.strict),
+        elements=data.elements or None,
+        max_atoms=data.max_atoms or None,
+        seed=int(data.seed),
+        split_fractions=tuple(data.split_fractions),
+    )
+
+
+def resolve_molecule_source(config) -> None:
+    """Reads a molecules source and writes its element set and width into `config.data`.
+
+    No-op for the other datasets. Raises the source's errors (a missing or empty source, an
+    unparsable record with `data.strict`) before anything is built.
+    """
+    if config.data.get("dataset") != "molecules":
+        return
+    src = molecule_source(config.data)
+    config.data.elements = ",".join(element_symbol(z) for z in src.atom_types)
+    config.data.max_atoms = int(src.max_atoms)
+
+
+def novelty_smiles(config, train: dict[str, np.ndarray]) -> list[str] | None:
+    """The training SMILES novelty is scored against in a molecules run (else None)."""
+    if config.data.get("dataset") != "molecules" or not config.evaluate.get("novelty"):
+        return None
+    return [s for s in train["smiles"] if s]
+
+
 def dataset_of(config) -> MoleculeDataset:
     """The dataset named by `config.data.dataset` (default QM9)."""
-    return get_dataset(config.data.get("dataset", "qm9"))
+    name = config.data.get("dataset", "qm9")
+    if name == "molecules":
+        src = molecule_source(config.data)
+        return MoleculeDataset(
+            name, src.atom_types, src.max_atoms, True, src.featurise, lambda split, _: src[split]
+        )
+    return get_dataset(name)
 
 
 def _subset(data: dict[str, np.ndarray], count: int, seed: int) -> dict[str, np.ndarray]:

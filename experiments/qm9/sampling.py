@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import jax
@@ -83,12 +84,12 @@ def sample_molecules_batched(
         "charges": np.zeros((num_samples, max_atoms), np.int32),
         "mask": np.zeros((num_samples, max_atoms), np.float32),
     }
-    batches = enumerate(plan)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, total=len(plan), desc="sample", dynamic_ncols=True)
-    for b, (rows, width) in batches:
+        bar = tqdm(total=int(num_samples), desc="sample", unit="mol", dynamic_ncols=True)
+    for b, (rows, width) in enumerate(plan):
         mask = (np.arange(width)[None] < sizes[rows, None]).astype(np.float32)
         s = jax.device_get(fn(params, jax.random.fold_in(k_batches, b), jnp.asarray(mask)))
         # Rows past the batch's distinct molecules repeat them (extra draws): dropped.
@@ -100,6 +101,10 @@ def sample_molecules_batched(
         )
         out["charges"][dest, :width] = np.asarray(s["charges"])[:real]
         out["mask"][dest, :width] = m
+        if bar is not None:
+            bar.update(real)
+    if bar is not None:
+        bar.close()
     out["num_atoms"] = out["mask"].sum(-1).astype(np.int32)
     return out
 
@@ -119,7 +124,7 @@ def sample_metrics(samples: dict[str, np.ndarray], train_smiles=None) -> dict[st
 
 
 def save_samples(directory: str, samples: dict[str, np.ndarray], *, picture: bool = True) -> dict:
-    """Writes `samples.npz`, `samples.sdf`, `xyz/` and `samples.png` into `directory`."""
+    """Writes `samples.npz`, `samples.sdf`, `xyz/`, `samples.png` and (with `ase`) `samples.db`."""
     from symdiff_jax.data.drawing import molecule_grid_png
     from symdiff_jax.data.writers import write_samples_npz, write_sdf, write_xyz
 
@@ -133,6 +138,11 @@ def save_samples(directory: str, samples: dict[str, np.ndarray], *, picture: boo
     write_samples_npz(paths["npz"], *args)
     write_sdf(paths["sdf"], *args)
     write_xyz(paths["xyz"], *args)
+    if importlib.util.find_spec("ase") is not None:  # the `ase` extra
+        from symdiff_jax.data.ase_io import write_ase_db
+
+        paths["ase"] = os.path.join(directory, "samples.db")
+        write_ase_db(paths["ase"], samples["positions"], samples["atomic_numbers"], samples["mask"])
     if picture:
         paths["png"] = molecule_grid_png(os.path.join(directory, "samples.png"), *args)
     return paths

@@ -23,6 +23,8 @@ from experiments.qm9.input_pipeline import (
     dataset_of,
     fixed_batches,
     load_split,
+    novelty_smiles,
+    resolve_molecule_source,
     train_batches,
 )
 from experiments.qm9.model import build_model, pretrained_eps
@@ -78,6 +80,7 @@ def sampling_options(config, schedule: Schedule) -> dict[str, Any]:
 
 def run(config, workdir: str) -> dict[str, Any]:
     """Trains, samples and evaluates one QM9/GEOM variant; returns the flat metrics."""
+    resolve_molecule_source(config)  # data.dataset = "molecules": elements, width from the data
     train = load_split(config, "train", config.data.max_train)
     valid = load_split(config, "valid", config.data.max_valid)
     histogram = size_histogram(train["num_atoms"], config.data.max_atoms)
@@ -122,7 +125,7 @@ def run(config, workdir: str) -> dict[str, Any]:
         )
         metrics: dict[str, Any] = {"sample_time_s": time.time() - t_eval}
         metrics["num_samples"] = config.evaluate.num_samples
-        metrics.update(sample_metrics(samples))
+        metrics.update(sample_metrics(samples, novelty_smiles(config, train)))
         if config.evaluate.write_files and is_main:
             paths = save_samples(os.path.join(workdir, "samples"), samples)
             metrics["samples_png"] = paths.get("png", "")

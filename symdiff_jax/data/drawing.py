@@ -6,7 +6,10 @@ Two views of a padded batch (`positions [B, N, 3]` Angstrom, `atomic_numbers [B,
 - `mode="3d"`: one matplotlib 3D panel per molecule; atoms are spheres coloured by element
   (CPK / Jmol colours: H white with a grey edge, C dark grey, N blue, O red, F green, ...),
   sized by element, and bonds are the ones EDM's distance rule finds (the graph the
-  stability metric judges), drawn as lines whose width grows with the bond order.
+  stability metric judges), drawn as lines whose width grows with the bond order. All
+  panels share one scale (the box width in Angstrom is printed above the grid, and each
+  panel's title gives its extent r); a molecule with non-finite coordinates or r above
+  `BLOWUP_ANGSTROM` is flagged with a red "blown up: |x| = ... A" title.
 - `mode="2d"`: RDKit depictions (`Draw.MolsToGridImage`) of the largest connected fragment
   of each molecule, hydrogens folded into their heavy atoms, with its SMILES as legend;
   molecules RDKit cannot sanitise are drawn unsanitised with the legend `invalid`, and a
@@ -45,6 +48,37 @@ EDGE_COLOR: str = "#7F7F7F"
 HYDROGEN_SIZE: float = 60.0
 HEAVY_SIZE: float = 160.0
 MODES: tuple[str, ...] = ("3d", "2d")
+#: A molecule whose atoms lie further than this from its centre (Angstrom), or that has
+#: non-finite coordinates, is flagged "blown up" in red (QM9 molecules reach about 6 A).
+BLOWUP_ANGSTROM: float = 15.0
+BLOWUP_COLOR: str = "#D00000"
+
+
+def molecule_extents(positions: Any, mask: Any) -> np.ndarray:
+    """`[B]` largest distance (Angstrom) of a real atom from its molecule's centre of mass.
+
+    Args:
+      positions: `[B, N, 3]` coordinates in Angstrom (non-finite entries give `inf`).
+      mask: `[B, N]`, nonzero for real atoms.
+
+    Returns:
+      `max_i |x_i - mean_j x_j|` over the real atoms of each molecule (unit masses); 0 for
+      a molecule without atoms, `inf` when a real atom has a non-finite coordinate.
+    """
+    x = np.asarray(positions, np.float64)
+    m = np.asarray(mask) > 0
+    n = np.maximum(m.sum(-1, keepdims=True), 1)
+    finite = np.isfinite(x).all(-1) | ~m
+    xs = np.where(m[..., None] & finite[..., None], x, 0.0)
+    centre = xs.sum(-2, keepdims=True) / n[..., None]
+    r = np.where(m, np.linalg.norm(xs - centre, axis=-1), 0.0).max(-1, initial=0.0)
+    return np.where(finite.all(-1), r, np.inf)
+
+
+def is_blown_up(extent: Any, limit: float = BLOWUP_ANGSTROM) -> np.ndarray:
+    """Whether molecule extents (`molecule_extents`) are non-finite or exceed `limit` A."""
+    e = np.asarray(extent, np.float64)
+    return ~np.isfinite(e) | (e > limit)
 
 
 def atom_colors(atomic_numbers: Any) -> list[str]:
@@ -60,6 +94,8 @@ def draw_molecule_3d(
     *,
     bonds: bool = True,
     title: str | None = None,
+    half_width: float | None = None,
+    title_color: str = "black",
 ) -> Any:
     """Draws one molecule on a matplotlib 3D axes (`projection="3d"`).
 
@@ -71,11 +107,15 @@ def draw_molecule_3d(
       bonds: draw the bonds EDM's rule finds (`symdiff_jax.metrics.bond_orders`), one
         line per bond, line width 1.5 x order.
       title: optional axes title.
+      half_width: half the side (Angstrom) of the cubic box drawn around the molecule's
+        centre; None: 1.1 x the molecule's own half-size (at least 1.1 A). Give every panel
+        of a grid the same value and they share one scale.
+      title_color: colour of the title (red for a flagged molecule).
 
     Returns:
       `ax`, with one scatter collection for the atoms (none for an empty molecule) and one
       line per bond in `ax.lines`; axes hidden and a cubic box around the molecule so
-      lengths are not distorted.
+      lengths are not distorted (limits from `half_width`).
 
     Raises:
       ValueError: shapes other than `[N, 3]` / `[N]`, or elements outside the bond tables.
@@ -120,6 +160,9 @@ def draw_molecule_3d(
         half = max(float((pts.max(0) - pts.min(0)).max()) / 2, 1.0) * 1.1
     else:
         centre, half = np.zeros(3), 1.0
+    if half_width is not None:
+        half = float(half_width)
+    if not len(keep):
         ax.text2D(0.5, 0.5, "(no atoms)", transform=ax.transAxes, ha="center", va="center")
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
@@ -127,7 +170,7 @@ def draw_molecule_3d(
     ax.set_box_aspect((1, 1, 1))
     ax.set_axis_off()
     if title is not None:
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title, fontsize=9, color=title_color)
     return ax
 
 
@@ -145,29 +188,88 @@ def _grid_shape(count: int, columns: int) -> tuple[int, int]:
     return max(1, math.ceil(count / cols)), cols
 
 
-def _grid_3d(path, x, z, m, rows, cols, panel_size, title) -> str:
+def grid_half_width(extents: Any) -> float:
+    """The shared half-width (Angstrom) of the panels: 1.1 x the largest extent that is not
+    blown up (`is_blown_up`), at least 1.1 A."""
+    e = np.asarray(extents, np.float64)
+    ok = e[~is_blown_up(e)]
+    return 1.1 * max(float(ok.max()) if ok.size else 0.0, 1.0)
+
+
+def panel_title(index: int, atomic_numbers: np.ndarray, extent: float) -> tuple[str, bool]:
+    """`("<index>: <formula>, r <extent> A", False)`, or the blown-up label and True."""
+    if not np.isfinite(extent):
+        return f"{index}: blown up: non-finite |x|", True
+    if is_blown_up(extent):
+        return f"{index}: blown up: |x| = {extent:.0f} A", True
+    return f"{index}: {_formula(atomic_numbers)}, r {extent:.1f} A", False
+
+
+def _figure_3d(x, z, m, rows, cols, panel_size, title, extents):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     dpi = 100
     fig = Figure(figsize=(cols * panel_size / dpi, rows * panel_size / dpi), dpi=dpi)
     FigureCanvasAgg(fig)
+    half = grid_half_width(extents)
     for b in range(x.shape[0]):
         ax = fig.add_subplot(rows, cols, b + 1, projection="3d")
-        label = f"{b}: {_formula(z[b][m[b]])}"
-        draw_molecule_3d(ax, x[b], z[b], m[b], title=label)
+        label, blown = panel_title(b, z[b][m[b]], float(extents[b]))
+        draw_molecule_3d(
+            ax,
+            x[b],
+            z[b],
+            m[b],
+            title=label,
+            half_width=half,
+            title_color=BLOWUP_COLOR if blown else "black",
+        )
     if x.shape[0] == 0:
         fig.text(0.5, 0.5, "(no molecules)", ha="center", va="center")
     height = rows * panel_size
-    top_px = 24 + (28 if title is not None else 0)  # room for panel titles (and the title)
-    if title is not None:
-        fig.suptitle(title, y=1 - 6 / height, va="top")
+    top_px = 24 + 28  # room for panel titles and the figure title with the scale
+    scale = f"one scale: box {2 * half:.1f} A wide; r = largest atom distance from the centre"
+    fig.suptitle(
+        scale if title is None else f"{title}\n{scale}", y=1 - 4 / height, va="top", fontsize=8
+    )
     fig.subplots_adjust(left=0.0, right=1.0, bottom=0.0, top=max(0.5, 1 - top_px / height))
+    return fig
 
-    def write(tmp: str) -> None:
-        fig.savefig(tmp, format="png", dpi=dpi)
 
-    return atomic_write(path, write, ".png")
+def _prepared(positions, atomic_numbers, mask, max_molecules, columns):
+    """The batch to draw (non-finite atoms masked out), its extents and the grid shape."""
+    raw = np.asarray(positions)
+    raw = raw if np.issubdtype(raw.dtype, np.floating) else raw.astype(np.float64)
+    real = np.asarray(atomic_numbers) > 0 if mask is None else np.asarray(mask) > 0
+    finite = np.isfinite(raw).all(-1)
+    x, z, m = as_molecule_batch(np.where(finite[..., None], raw, 0), atomic_numbers, real & finite)
+    extents = molecule_extents(raw.reshape(x.shape), real.reshape(m.shape))[:max_molecules]
+    x, z, m = x[:max_molecules], z[:max_molecules], m[:max_molecules]
+    return x, z, m, extents, _grid_shape(x.shape[0], int(columns))
+
+
+def molecule_grid_figure(
+    positions: Any,
+    atomic_numbers: Any,
+    mask: Any = None,
+    *,
+    max_molecules: int = 16,
+    columns: int = 4,
+    title: str | None = None,
+    panel_size: int = 300,
+) -> Any:
+    """The 3D grid of `molecule_grid_png(mode="3d")` as a matplotlib `Figure` (Agg canvas).
+
+    Every panel has the same cubic limits (`grid_half_width` of the extents that are not
+    blown up), a title `index: formula, r <extent> A` or, in red, `index: blown up: |x| =
+    <extent> A`; the figure title gives the box width. Non-finite atoms are not drawn.
+    Arguments as `molecule_grid_png`.
+    """
+    x, z, m, extents, (rows, cols) = _prepared(
+        positions, atomic_numbers, mask, max_molecules, columns
+    )
+    return _figure_3d(x, z, m, rows, cols, int(panel_size), title, extents)
 
 
 def _grid_2d(path, x, z, m, rows, cols, panel_size, title) -> str:
@@ -249,7 +351,8 @@ def molecule_grid_png(
       mask: `[B, N]`, nonzero for real atoms; None: atomic number > 0.
       max_molecules: draw only the first `max_molecules` molecules.
       columns: panels per row (fewer when fewer molecules are drawn).
-      mode: "3d" (matplotlib 3D scatter + EDM bonds, panel titles `index: formula`) or
+      mode: "3d" (matplotlib 3D scatter + EDM bonds on one shared scale, panel titles
+        `index: formula, r <extent> A`, blow-ups flagged in red; `molecule_grid_figure`) or
         "2d" (RDKit depiction of the largest fragment, legends `index: SMILES`).
       title: optional figure title (3d: above the grid; 2d: prefixed to the first legend).
       panel_size: panel side in pixels.
@@ -273,18 +376,29 @@ def molecule_grid_png(
     ):
         if int(value) < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}.")
-    x, z, m = as_molecule_batch(positions, atomic_numbers, mask)
-    x, z, m = x[:max_molecules], z[:max_molecules], m[:max_molecules]
-    rows, cols = _grid_shape(x.shape[0], int(columns))
+    x, z, m, extents, (rows, cols) = _prepared(
+        positions, atomic_numbers, mask, max_molecules, columns
+    )
     path = Path(path).expanduser()
-    if mode == "3d":
-        return _grid_3d(path, x, z, m, rows, cols, int(panel_size), title)
-    return _grid_2d(path, x, z, m, rows, cols, int(panel_size), title)
+    if mode == "2d":
+        return _grid_2d(path, x, z, m, rows, cols, int(panel_size), title)
+    fig = _figure_3d(x, z, m, rows, cols, int(panel_size), title, extents)
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=fig.dpi)
+
+    return atomic_write(path, write, ".png")
 
 
 __all__ = [
+    "BLOWUP_ANGSTROM",
     "ELEMENT_COLORS",
     "atom_colors",
     "draw_molecule_3d",
+    "grid_half_width",
+    "is_blown_up",
+    "molecule_grid_figure",
+    "molecule_extents",
     "molecule_grid_png",
+    "panel_title",
 ]

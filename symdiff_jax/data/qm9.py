@@ -8,7 +8,7 @@ Sources, in the order `load_qm9` considers them:
      `test.npz`, or one `.npz` file that is taken as the requested split;
    - the raw GDB-9 archive `dsgdb9nsd.xyz.tar.bz2` of the QM9 figshare record (any tar
      archive, or a directory, of `dsgdb9nsd_*.xyz` files).
-2. The `qm9pack` wheel (`pip install "symdiff_jax[qm9]"`), which ships the 130,831
+2. The `qm9pack` wheel (`pip install -e ".[qm9]"` in a checkout), which ships the 130,831
    characterised GDB-9 molecules (B3LYP xyz in Angstrom, elements, GDB-17 SMILES).
 
 Split (EDM, `qm9/data/prepare/qm9.py` of their code; facts): the 133,885 GDB-9 molecules
@@ -61,7 +61,7 @@ _CACHE_FORMAT = 1
 _SYMBOL_TO_Z = dict(zip(ATOM_SYMBOLS, ATOM_TYPES, strict=True))
 _ALLOWED_Z = np.array((0, *ATOM_TYPES))
 _INSTALL_HINT = (
-    'Install it with: pip install "symdiff_jax[qm9]" (or pip install qm9pack). Or pass '
+    'Install it with: pip install -e ".[qm9]" in a checkout (or pip install qm9pack). Or pass '
     "source=<path> to EDM-format npz files (a directory with train.npz / valid.npz / "
     "test.npz, or one .npz) or to the raw GDB-9 archive dsgdb9nsd.xyz.tar.bz2 from the QM9 "
     "figshare record (https://doi.org/10.6084/m9.figshare.c.978904.v5)."

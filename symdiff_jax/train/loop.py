@@ -11,6 +11,8 @@ first bad step, so no checkpoint ever holds a state that came after a NaN.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -44,6 +46,41 @@ def _check_finite(buffer: list[dict[str, Any]], first_step: int, checkpointer) -
             f"The last checkpoint (step {last}) was written before it and is kept. Lower "
             "the learning rate, check the data, or resume from that checkpoint."
         )
+
+
+def examples_in(batch: Any) -> int:
+    """Examples in a batch: the leading size of its first array leaf (1 without one)."""
+    leaves = [x for x in jax.tree.leaves(batch) if np.ndim(x) > 0]
+    return int(np.shape(leaves[0])[0]) if leaves else 1
+
+
+def example_unit(batch: Any) -> str:
+    """What the progress bar counts: "mol" for molecule batches (`mask`/`num_atoms`), else "ex"."""
+    keys = batch.keys() if isinstance(batch, Mapping) else ()
+    return "mol" if {"mask", "num_atoms"} & set(keys) else "ex"
+
+
+@contextlib.contextmanager
+def compile_notice(what: str, every_s: float = 15.0) -> Iterator[None]:
+    """Logs "compiling <what>...", then the elapsed time every `every_s` s, then the total.
+
+    A sign of life while XLA compiles the first step, which can take minutes.
+    """
+    logging.info("compiling %s...", what)
+    t0, done = time.perf_counter(), threading.Event()
+
+    def tick():
+        while not done.wait(every_s):
+            logging.info("compiling %s... %.0f s", what, time.perf_counter() - t0)
+
+    thread = threading.Thread(target=tick, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+    logging.info("compiled %s in %.1f s (first step included)", what, time.perf_counter() - t0)
 
 
 def fit(
@@ -81,7 +118,8 @@ def fit(
       eval_fn: `state -> {name: value}`.
       sample_every: steps between `sample_fn` calls (0: never).
       sample_fn: `state -> {name: value}` (e.g. stability of a few samples).
-      progress: show a tqdm progress bar.
+      progress: show a tqdm progress bar counting examples (molecules for molecule
+        batches, `example_unit`); the first step is announced (`compile_notice`).
       time_budget_s: stop after the step during which the training time (wall time minus
         the time spent in evaluation, sampling and checkpoints) passes this many seconds;
         that step is then treated as the last one (logged, evaluated, checkpointed). None:
@@ -96,11 +134,7 @@ def fit(
       NonFiniteLossError: a step had a NaN/Inf loss or gradient.
     """
     start = int(jax.device_get(state.step))
-    bar = None
-    if progress and start < num_steps:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=num_steps, initial=start, desc="train", dynamic_ncols=True)
+    bar, per_step = None, 1
     last: dict[str, float] = {}
     buffer: list[dict[str, Any]] = []
     window_start, window_first = time.perf_counter(), start
@@ -110,7 +144,24 @@ def fit(
 
     t_begin, t_outside = time.perf_counter(), 0.0  # outside: eval, sample, checkpoint
     for step in range(start + 1, num_steps + 1):
-        state, metrics = step_fn(state, next(batches), key)
+        batch = next(batches)
+        if step == start + 1:  # the first step compiles: a sign of life, then the bar
+            per_step = examples_in(batch)
+            if progress:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(
+                    total=num_steps * per_step,
+                    initial=start * per_step,
+                    desc="train",
+                    unit=example_unit(batch),
+                    dynamic_ncols=True,
+                )
+            with compile_notice("the train step"):
+                state, metrics = step_fn(state, batch, key)
+                jax.block_until_ready(metrics)
+        else:
+            state, metrics = step_fn(state, batch, key)
         buffer.append(metrics)
         out_of_time = (
             time_budget_s is not None and time.perf_counter() - t_begin - t_outside > time_budget_s
@@ -122,7 +173,7 @@ def fit(
         save = checkpointer is not None and (every(checkpoint_every, step) or is_last)
         if not (flush or evaluate or sample or save):
             if bar is not None:
-                bar.update(1)
+                bar.update(per_step)
             continue
         _check_finite(buffer, window_first + 1, checkpointer)
         means = _mean_metrics(buffer)
@@ -143,7 +194,7 @@ def fit(
             checkpointer.save(step, state, metrics=extra or None)
         t_outside += time.perf_counter() - t_side
         if bar is not None:
-            bar.update(1)
+            bar.update(per_step)
             bar.set_postfix(
                 loss=f"{means['train/loss']:.4f}", it_s=f"{means['train/steps_per_s']:.2f}"
             )

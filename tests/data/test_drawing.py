@@ -128,3 +128,41 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="molecule 0, atom 1 has atomic number 2"):
         molecule_grid_png(tmp_path / "a.png", x, z_bad, mask)
     assert not (tmp_path / "a.png").exists()
+
+
+def test_blown_up_sample_is_flagged_and_panels_share_one_scale():
+    """A sample 200x too large gets a red "blown up" title; the others keep one scale."""
+    from symdiff_jax.data.drawing import BLOWUP_COLOR, molecule_extents, molecule_grid_figure
+
+    blown = (ETHENE[0], (np.asarray(ETHENE[1]) * 200.0).tolist())
+    nan = (WATER[0], [[np.nan, 0.0, 0.0]] + WATER[1][1:])
+    x, z, mask = padded_batch([WATER, ETHENE, blown, nan, TWO_WATERS])
+    extents = molecule_extents(x, mask)
+    fig = molecule_grid_figure(x, z, mask, columns=5, panel_size=80)
+    titles = [ax.get_title() for ax in fig.axes]
+    flagged = [i for i, ax in enumerate(fig.axes) if "blown up" in ax.get_title()]
+    assert flagged == [2, 3], titles
+    assert f"|x| = {extents[2]:.0f} A" in titles[2] and extents[2] > 200
+    red = mcolors.to_rgba(BLOWUP_COLOR)
+    assert [mcolors.to_rgba(fig.axes[i].title.get_color()) == red for i in range(5)] == [
+        False, False, True, True, False,
+    ]  # fmt: skip
+    lims = np.asarray([np.reshape(ax.get_w_lims(), (3, 2)) for ax in fig.axes])
+    widths = np.round(lims[..., 1] - lims[..., 0], 6)
+    assert len(np.unique(widths)) == 1, widths  # one box width in every panel, every axis
+    # The shared box holds the largest well-behaved molecule (two waters 6 A apart).
+    assert widths[0, 0] > 2 * extents[4] and extents[4] < 15
+
+
+def test_3d_grid_draws_exactly_the_bonds_the_metrics_infer():
+    from symdiff_jax.data.drawing import molecule_grid_figure
+    from symdiff_jax.metrics.stability import bond_orders
+
+    rng = np.random.RandomState(0)
+    noisy = (ETHENE[0], (np.asarray(ETHENE[1]) + 0.15 * rng.randn(6, 3)).tolist())
+    x, z, mask = padded_batch([WATER, ETHENE, TWO_WATERS, noisy])
+    fig = molecule_grid_figure(x, z, mask, columns=4, panel_size=60)
+    orders = bond_orders(x, z, mask)
+    expected = [int(np.count_nonzero(np.triu(o, 1))) for o in orders]
+    assert [len(ax.lines) for ax in fig.axes] == expected
+    assert expected[:3] == [2, 5, 4]

@@ -278,7 +278,7 @@ def test_missing_qm9pack_says_how_to_install_and_the_alternative(monkeypatch, tm
     with pytest.raises(ImportError) as info:
         load_qm9("train", cache_dir=tmp_path)
     message = str(info.value)
-    assert 'pip install "symdiff_jax[qm9]"' in message
+    assert 'pip install -e ".[qm9]"' in message
     assert "source=" in message and "dsgdb9nsd.xyz.tar.bz2" in message
 
 

@@ -1,5 +1,7 @@
 """The train step and loop on a tiny regression: exact resume, EMA, NaN guard, freezing."""
 
+import time
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -199,3 +201,19 @@ def test_nan_learning_rate_never_reaches_a_checkpoint(tmp_path):
                 progress=False,
             )
         assert ckpt.all_steps() == []
+
+
+def test_compile_notice_logs_start_ticks_and_total(caplog):
+    import logging as std_logging
+
+    from symdiff_jax.train.loop import compile_notice, example_unit, examples_in
+
+    with caplog.at_level(std_logging.INFO), compile_notice("the step", every_s=0.05):
+        time.sleep(0.2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "compiling the step..."
+    assert any(m.startswith("compiling the step... ") and m.endswith(" s") for m in messages[1:-1])
+    assert messages[-1].startswith("compiled the step in ")
+    batch = {"positions": np.zeros((5, 9, 3)), "mask": np.ones((5, 9))}
+    assert (examples_in(batch), example_unit(batch)) == (5, "mol")
+    assert (examples_in(np.zeros((7, 2))), example_unit(np.zeros((7, 2)))) == (7, "ex")
