@@ -27,18 +27,10 @@ runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 
+from experiments.qm9.model_flags import define_model_flags  # noqa: E402
+
 _WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
-_PRETRAINED = flags.DEFINE_string(
-    "pretrained", None, "A model shipped with the package (e.g. qm9_symdiff_cpu)."
-)
-_OFFICIAL = flags.DEFINE_string("official", None, "An official SymDiff/EDM run directory.")
-_GAMMA_COMPOSITION = flags.DEFINE_enum(
-    "gamma_composition",
-    "official",
-    ["official", "paper"],
-    "--official SymDiff runs: the learned gamma as the official sampler composes it, or "
-    "as paper 002 eq. 7 does.",
-)
+_PRETRAINED, _OFFICIAL, _GAMMA_COMPOSITION = define_model_flags()
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "Molecules to draw (default: config.evaluate.num_samples).", lower_bound=1
 )
