@@ -3,6 +3,8 @@ r"""Evaluates a trained run as its paper does and merges the numbers into metric
     python -m experiments.evaluate --workdir workdirs/qm9_symdiff_small
     python -m experiments.evaluate --workdir W --num_samples 10000 --num_runs 3 --checkpoint best
     python -m experiments.evaluate --workdir W --notest_nll --nonovelty --num_steps 100
+    python -m experiments.evaluate --pretrained qm9_symdiff_cpu --num_samples 10000 --num_runs 3
+    python -m experiments.evaluate --official /path/to/official/run   # needs torch
     # a conformer run (configs/qm9_conformers_*.py, geom_qm9_*.py), with the ETKDG baseline
     python -m experiments.evaluate --workdir workdirs/qm9_conformers_flow_target_small \
         --num_molecules 200 --etkdg
@@ -20,7 +22,9 @@ training molecules' graphs; the mean and sample std over runs go into
 `<workdir>/metrics.json` as `eval/<metric>` and `eval/<metric>_std` (each run's value as
 `eval/run<i>/<metric>`), with `eval/test_nll`: the mean VLB NLL (nats, with log p(N)) of
 the test split's molecules. Existing keys of metrics.json are kept. Unset flags take the
-run's config (`config.evaluate.*`, `config.sample.*`, `config.seed`).
+run's config (`config.evaluate.*`, `config.sample.*`, `config.seed`). `--pretrained NAME`
+(a model shipped with the package) and `--official DIR` (an official SymDiff/EDM QM9
+checkpoint, needs torch) write their metrics.json into `--out` (default `workdirs/<name>`).
 """
 
 from __future__ import annotations
@@ -34,7 +38,13 @@ runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.", required=True)
+from experiments.qm9.model_flags import define_model_flags  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
+_PRETRAINED, _OFFICIAL, _GAMMA_COMPOSITION = define_model_flags()
+_OUT = flags.DEFINE_string(
+    "out", None, "--pretrained/--official: directory of metrics.json (default workdirs/<name>)."
+)
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "Molecules per run (default: config.evaluate.num_samples).", lower_bound=1
 )
@@ -108,20 +118,27 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common.io import experiment_of, write_metrics
-    from experiments.common.restore import load_run_or_exit
     from experiments.qm9 import evaluate as evaluation
+    from experiments.qm9.pretrained import resolve_source_or_exit
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     import jax
 
     workdir = _WORKDIR.value
-    if experiment_of(workdir) == "conformers":
+    if workdir and experiment_of(workdir) == "conformers":
         _evaluate_conformers(workdir)
         return
-    run = load_run_or_exit(workdir, _CHECKPOINT.value, evaluation.load_run)
-    if _COMPUTE_DTYPE.value is not None:
-        run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
+    source = resolve_source_or_exit(
+        workdir,
+        _PRETRAINED.value,
+        _OFFICIAL.value,
+        checkpoint=_CHECKPOINT.value,
+        gamma_composition=_GAMMA_COMPOSITION.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
+        out=_OUT.value,
+    )
+    run, workdir = source.run, source.out_dir
     config, ev = run.config, run.config.evaluate
     num_samples = _pick(_NUM_SAMPLES.value, ev.num_samples)
     num_runs = _pick(_NUM_RUNS.value, ev.num_runs)
@@ -134,8 +151,11 @@ def main(argv) -> None:
 
     start = time.time()
     k_samples, k_nll = jax.random.split(jax.random.key(seed))
-    histogram = evaluation.train_size_histogram(config)
+    histogram = (
+        evaluation.train_size_histogram(config) if source.histogram is None else source.histogram
+    )
     metrics = {
+        "eval/model": source.label,
         "eval/checkpoint": _CHECKPOINT.value,
         "eval/checkpoint_step": run.step,
         "eval/num_samples": num_samples,
@@ -167,7 +187,7 @@ def main(argv) -> None:
     path = write_metrics(workdir, metrics)
 
     print(
-        f"\nevaluation of {workdir} (step {run.step}, {sampler}, {num_steps} steps): "
+        f"\nevaluation of {source.label} (step {run.step}, {sampler}, {num_steps} steps): "
         f"{num_runs} run(s) x {num_samples} molecules"
         + (
             f"; test NLL over {metrics['eval/test_nll_num_molecules']} molecules"

@@ -3,12 +3,17 @@ r"""Draws molecules from a trained QM9 run and writes them as files.
     python -m experiments.sample --workdir workdirs/qm9_symdiff_small
     python -m experiments.sample --workdir W --num_samples 100 --sampler ddim --num_steps 50
     python -m experiments.sample --workdir W --checkpoint best --seed 3 --out /tmp/mols
+    python -m experiments.sample --pretrained qm9_symdiff_cpu --num_samples 100
+    python -m experiments.sample --official /path/to/official/run --num_samples 100
 
 Restores the EMA parameters of the latest (or best, or a given) checkpoint, draws molecules
 with sizes from the run's training-size histogram, and writes `samples.npz`,
 `samples.sdf`, `xyz/` and `samples.png` (plus `summary.json`) into
 `<workdir>/samples_step<S>_<sampler><K>_seed<seed>_n<N>/` or `--out`. Unset flags take the
 run's config (`config.evaluate.num_samples`, `config.sample.*`, `config.seed`).
+`--pretrained NAME` samples a model shipped with the package, `--official DIR` an official
+SymDiff/EDM QM9 checkpoint (needs torch; its T, schedule and normalisation); their outputs
+go to `workdirs/<name>/samples_<tag>/` unless `--out` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.", required=True)
+from experiments.qm9.model_flags import define_model_flags  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
+_PRETRAINED, _OFFICIAL, _GAMMA_COMPOSITION = define_model_flags()
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "Molecules to draw (default: config.evaluate.num_samples).", lower_bound=1
 )
@@ -58,18 +66,23 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common.io import write_json
-    from experiments.common.restore import load_run_or_exit
     from experiments.qm9 import evaluate as evaluation
+    from experiments.qm9.pretrained import resolve_source_or_exit
     from experiments.qm9.sampling import save_samples
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     import jax
 
-    workdir = _WORKDIR.value
-    run = load_run_or_exit(workdir, _CHECKPOINT.value, evaluation.load_run)
-    if _COMPUTE_DTYPE.value is not None:
-        run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
+    source = resolve_source_or_exit(
+        _WORKDIR.value,
+        _PRETRAINED.value,
+        _OFFICIAL.value,
+        checkpoint=_CHECKPOINT.value,
+        gamma_composition=_GAMMA_COMPOSITION.value,
+        compute_dtype=_COMPUTE_DTYPE.value,
+    )
+    run, workdir = source.run, source.out_dir
     config = run.config
     num_samples = _NUM_SAMPLES.value or config.evaluate.num_samples
     num_steps = _NUM_STEPS.value or config.sample.num_steps
@@ -86,6 +99,7 @@ def main(argv) -> None:
         num_steps=num_steps,
         sampler=sampler,
         batch_size=batch_size,
+        histogram=source.histogram,
         progress=_PROGRESS.value,
     )
     from symdiff_jax.metrics import stability
@@ -93,7 +107,8 @@ def main(argv) -> None:
     paths = save_samples(out, samples, picture=_PICTURE.value)
     scores = stability(samples["positions"], samples["atomic_numbers"], samples["mask"])
     summary = {
-        "workdir": os.path.abspath(workdir),
+        "workdir": os.path.abspath(run.workdir),
+        "model": source.label,
         "checkpoint": _CHECKPOINT.value,
         "checkpoint_step": run.step,
         "num_samples": num_samples,
@@ -107,7 +122,7 @@ def main(argv) -> None:
     paths["summary"] = os.path.join(out, "summary.json")
     write_json(paths["summary"], summary)
 
-    print(f"\nsamples of {workdir} (step {run.step}) written to {out}")
+    print(f"\nsamples of {source.label} (step {run.step}) written to {out}")
     for name in sorted(paths):
         print(f"  {name:<8} {paths[name]}")
     print(
