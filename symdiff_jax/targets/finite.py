@@ -16,6 +16,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax._validation import (
+    check_orthogonal,
+    orthogonality_error,
+    orthogonality_tolerance,
+    poison,
+)
 from symdiff_jax.targets._inputs import check_inputs, expand_bank, posterior_mean
 
 __all__ = ["finite_group_target", "gaussian_log_kernel"]
@@ -68,6 +74,13 @@ def finite_group_target(
 
     Returns:
       `[N, d]` phi_G, zero on padded rows.
+
+    Raises:
+      ValueError: wrong shapes, mask mismatch, unknown group name, or a group whose
+        dimension does not match d; when called with concrete arrays also for NaN/Inf
+        in x_t, x0 or alpha, sigma not > 0, a mask with values other than 0 and 1, a
+        permutation row that is not a permutation of 0..N-1, or non-orthogonal group
+        matrices. Under jit these raise nothing and the result is NaN; it never hangs.
     """
     inp = check_inputs(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights)
     if matrices is not None:
@@ -77,6 +90,10 @@ def finite_group_target(
             raise ValueError(
                 f"matrices must have shape [K, d, d] with d = {d}; got shape {matrices.shape}."
             )
+        check_orthogonal(matrices, "matrices")
+        valid = inp.valid & (orthogonality_error(matrices) <= orthogonality_tolerance(matrices.dtype))
+    else:
+        valid = inp.valid
     bank, log_w = expand_bank(inp.x0, inp.log_weights, matrices, inp.permutations, inp.mask)
     logits = gaussian_log_kernel(inp.x_t, bank, inp.alpha, inp.sigma) + log_w
-    return posterior_mean(logits, bank, inp.mask)
+    return poison(posterior_mean(logits, bank, inp.mask), valid)

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from symdiff_jax.groups import sample_group
+from symdiff_jax._validation import poison
 from symdiff_jax.targets._inputs import check_inputs, parse_group, posterior_mean
 from symdiff_jax.targets.finite import gaussian_log_kernel
 
@@ -53,6 +54,13 @@ def symmetrised_target_mc(
 
     Returns:
       `[N, d]` estimate of phi_G.
+
+    Raises:
+      ValueError: wrong shapes, mask mismatch, unknown group name, or a group whose
+        dimension does not match d; when called with concrete arrays also for NaN/Inf
+        in x_t, x0 or alpha, sigma not > 0, a mask with values other than 0 and 1, a
+        permutation row that is not a permutation of 0..N-1, or non-orthogonal group
+        matrices. Under jit these raise nothing and the result is NaN; it never hangs.
     """
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(
@@ -83,4 +91,4 @@ def symmetrised_target_mc(
         bank = jnp.einsum("kmnj,kij->kmni", bank, g)
     logits = gaussian_log_kernel(inp.x_t, bank, inp.alpha, inp.sigma) + inp.log_weights
     flat = bank.reshape((-1,) + inp.x_t.shape)
-    return posterior_mean(logits.reshape(-1), flat, inp.mask)
+    return poison(posterior_mean(logits.reshape(-1), flat, inp.mask), inp.valid & spec.valid)
