@@ -59,7 +59,7 @@ def test_split_indexes_sorted_files_and_counts_skips(release):
     """Split indices select from the pickles sorted by path (each split sorted first);
     molecules with fragments and unparsable SMILES are skipped and counted."""
     files = release["files"]
-    out = load_geom_split(release["data_dir"], "train")
+    out = load_geom_split(release["root"], "train")
     expected = [files[i] for i in sorted([4, 0, 2, 5, 3])]
     names = [p.rsplit("/", 1)[-1][: -len(".pickle")] for p in expected]
     kept = [s for s in names if s not in ("CC.O", "C1CC")]
@@ -68,10 +68,10 @@ def test_split_indexes_sorted_files_and_counts_skips(release):
     assert [files[r["split_index"]] for r in out["molecules"]] == [
         r["source"] for r in out["molecules"]
     ]
-    val = load_geom_split(release["data_dir"], "valid")
+    val = load_geom_split(release["root"], "valid")
     assert [r["source"] for r in val["molecules"]] == [files[1]]
-    assert load_geom_split(release["data_dir"], "test")["molecules"] == []
-    first3 = load_geom_split(release["data_dir"], "train", max_molecules=3)  # 2 are skipped
+    assert load_geom_split(release["root"], "test")["molecules"] == []
+    first3 = load_geom_split(release["root"], "train", max_molecules=3)  # 2 are skipped
     assert len(first3["molecules"]) + sum(first3["skipped"].values()) == 3
 
 
