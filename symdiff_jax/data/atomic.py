@@ -64,7 +64,7 @@ def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads every array of an `.npz` into memory (no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
 
 
