@@ -52,13 +52,13 @@ def check_time(t) -> None:
 def _as_time(t) -> jax.Array:
     """Turns `t` into a floating array (integers become the default float dtype).
 
-    Raises ValueError for concrete NaN/Inf times.
+    Raises ValueError for concrete NaN/Inf times; under jit an Inf time becomes NaN.
     """
     check_time(t)
     t = jnp.asarray(t)
     if not jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(jnp.result_type(float))
-    return t
+    return poison(t, jnp.isfinite(t))
 
 
 class Schedule(NamedTuple):

@@ -28,6 +28,11 @@ from symdiff_jax._validation import (
 )
 
 
+def binary(m: jax.Array) -> jax.Array:
+    """True when every entry of the mask `m` is 0 or 1."""
+    return jnp.all((m == 0) | (m == 1))
+
+
 def _mask_or_ones(x: jax.Array, mask: jax.Array | None) -> jax.Array:
     check_binary_mask(mask)
     return default_mask(x, mask).astype(x.dtype)
@@ -53,11 +58,13 @@ def rotate(x: jax.Array, R: jax.Array) -> jax.Array:
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Mean over real atoms: `[..., N, d] -> [..., 1, d]` (zero for an empty mask).
 
-    Raises ValueError for a concrete mask with values other than 0 and 1.
+    Raises ValueError for a concrete mask with values other than 0 and 1; under jit
+    such a mask gives NaN.
     """
     m = _mask_or_ones(x, mask)
     count = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)
-    return jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
+    mean = jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
+    return mean if mask is None else poison(mean, binary(m))
 
 
 def remove_com(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -66,12 +73,13 @@ def remove_com(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     SymDiff (paper 002) section 2.3, `proj_U`. Padded rows stay exactly zero.
 
     Raises ValueError for a concrete mask with values other than 0 and 1 or concrete
-    NaN/Inf in `x`; under jit they propagate.
+    NaN/Inf in `x`; under jit such a mask gives NaN and NaN/Inf in `x` propagate.
     """
     check_points(x)
     check_finite(x, "x")
     m = _mask_or_ones(x, mask)
-    return (x - masked_mean(x, mask)) * m[..., None]
+    out = (x - masked_mean(x, mask)) * m[..., None]
+    return out if mask is None else poison(out, binary(m))
 
 
 def com_free_normal(key: jax.Array, shape, mask: jax.Array | None = None, dtype=None) -> jax.Array:
