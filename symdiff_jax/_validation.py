@@ -73,8 +73,7 @@ def check_finite(x, name: str = "x"):
     if np.issubdtype(a.dtype, np.inexact) and not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.sum(np.isfinite(a)))
         raise ValueError(
-            f"{name} has {bad} non-finite entries (NaN or Inf) out of {a.size}; "
-            "pass finite values."
+            f"{name} has {bad} non-finite entries (NaN or Inf) out of {a.size}; pass finite values."
         )
 
 
@@ -156,7 +155,9 @@ def check_shape(shape, name: str = "shape") -> tuple[int, ...]:
     try:
         out = tuple(int(s) for s in shape)
     except TypeError:
-        raise ValueError(f"{name} must be a sequence of non-negative ints; got {shape!r}.") from None
+        raise ValueError(
+            f"{name} must be a sequence of non-negative ints; got {shape!r}."
+        ) from None
     if any(s < 0 for s in out):
         raise ValueError(f"{name} must be a sequence of non-negative ints; got {shape!r}.")
     return out

@@ -106,8 +106,6 @@ def read_cache_npz(
         return None
     missing = [k for k in keys if k not in data]
     if missing:
-        warnings.warn(
-            f"Rebuilding the cache {path}: it lacks the arrays {missing}.", stacklevel=2
-        )
+        warnings.warn(f"Rebuilding the cache {path}: it lacks the arrays {missing}.", stacklevel=2)
         return None
     return data

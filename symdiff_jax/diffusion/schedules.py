@@ -46,7 +46,9 @@ def check_time(t) -> None:
     a = np.asarray(t, dtype=np.float64)
     bad = a[~np.isfinite(a)]
     if bad.size:
-        raise ValueError(f"t must be a finite diffusion time in [0, 1]; got {bad.reshape(-1)[0]!r}.")
+        raise ValueError(
+            f"t must be a finite diffusion time in [0, 1]; got {bad.reshape(-1)[0]!r}."
+        )
 
 
 def _as_time(t) -> jax.Array:

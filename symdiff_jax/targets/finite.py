@@ -91,7 +91,9 @@ def finite_group_target(
                 f"matrices must have shape [K, d, d] with d = {d}; got shape {matrices.shape}."
             )
         check_orthogonal(matrices, "matrices")
-        valid = inp.valid & (orthogonality_error(matrices) <= orthogonality_tolerance(matrices.dtype))
+        valid = inp.valid & (
+            orthogonality_error(matrices) <= orthogonality_tolerance(matrices.dtype)
+        )
     else:
         valid = inp.valid
     bank, log_w = expand_bank(inp.x0, inp.log_weights, matrices, inp.permutations, inp.mask)

@@ -74,12 +74,27 @@ CASES = {
     "groups.rotate R Inf": (groups.rotate, (X, inf_at(ROT)), ERROR, NAN),
     "groups.remove_com x Inf": (groups.remove_com, (inf_at(X), MASK), ERROR, NAN),
     "groups.remove_com fractional mask": (groups.remove_com, (X, MASK.at[0].set(0.5)), ERROR, NAN),
-    "groups.masked_mean fractional mask": (groups.masked_mean, (X, MASK.at[4].set(0.2)), ERROR, NAN),
-    "groups.permute index out of range": (groups.permute, (X, jnp.array([0, 1, 2, 3, 5])), ERROR, NAN),
+    "groups.masked_mean fractional mask": (
+        groups.masked_mean,
+        (X, MASK.at[4].set(0.2)),
+        ERROR,
+        NAN,
+    ),
+    "groups.permute index out of range": (
+        groups.permute,
+        (X, jnp.array([0, 1, 2, 3, 5])),
+        ERROR,
+        NAN,
+    ),
     "groups.permute negative index": (groups.permute, (X, jnp.array([0, 1, 2, 3, -1])), ERROR, NAN),
     "groups.permute repeated index": (groups.permute, (X, jnp.array([0, 0, 2, 3, 4])), ERROR, NAN),
     "groups.reflection zero normal": (groups.reflection, (jnp.zeros(3),), ERROR, NAN),
-    "groups.reflection NaN normal": (groups.reflection, (jnp.array([1.0, jnp.nan, 0.0]),), ERROR, NAN),
+    "groups.reflection NaN normal": (
+        groups.reflection,
+        (jnp.array([1.0, jnp.nan, 0.0]),),
+        ERROR,
+        NAN,
+    ),
     "groups.qr_to_orthogonal Inf": (groups.qr_to_orthogonal, (inf_at(ROT),), NAN, NAN),
     "groups.qr_to_orthogonal NaN": (groups.qr_to_orthogonal, (nan_at(ROT),), NAN, NAN),
     "symmetrise gamma not orthogonal": (sym, (2.0 * ROT,), ERROR, NAN),
@@ -95,7 +110,12 @@ CASES = {
     "targets.exact alpha Inf": (exact, (X, X0, jnp.inf, 0.3), ERROR, NAN),
     "targets.exact overflow to Inf inside": (
         exact,
-        (jnp.array([[1e20, 1.0, 2.0], [0.5, 0.3, 0.1]]), jnp.array([[[1e20, 1.0, 2.0], [0.5, 0.3, 0.1]]]), 1.0, 1.0),
+        (
+            jnp.array([[1e20, 1.0, 2.0], [0.5, 0.3, 0.1]]),
+            jnp.array([[[1e20, 1.0, 2.0], [0.5, 0.3, 0.1]]]),
+            1.0,
+            1.0,
+        ),
         NAN,
         NAN,
     ),
@@ -107,26 +127,44 @@ CASES = {
     ),
     "targets.exact fractional mask": (lambda m: exact(mask=m), (MASK.at[0].set(0.5),), ERROR, NAN),
     "targets.exact permutation out of range": (
-        lambda p: exact(permutations=p), (PERMS.at[1, 4].set(7),), ERROR, NAN
+        lambda p: exact(permutations=p),
+        (PERMS.at[1, 4].set(7),),
+        ERROR,
+        NAN,
     ),
     "targets.exact permutation negative": (
-        lambda p: exact(permutations=p), (PERMS.at[1, 4].set(-1),), ERROR, NAN
+        lambda p: exact(permutations=p),
+        (PERMS.at[1, 4].set(-1),),
+        ERROR,
+        NAN,
     ),
     "targets.exact permutation repeated": (
-        lambda p: exact(permutations=p), (PERMS.at[1, 1].set(1),), ERROR, NAN
+        lambda p: exact(permutations=p),
+        (PERMS.at[1, 1].set(1),),
+        ERROR,
+        NAN,
     ),
     "targets.exact non-orthogonal group": (lambda g: exact(group=g), (NOT_ORTHOGONAL,), ERROR, NAN),
     "targets.exact bank_log_weights NaN": (
-        lambda w: exact(bank_log_weights=w), (jnp.array([jnp.nan]),), ERROR, NAN
+        lambda w: exact(bank_log_weights=w),
+        (jnp.array([jnp.nan]),),
+        ERROR,
+        NAN,
     ),
     "targets.mc x_t NaN": (mc, (nan_at(X),), ERROR, NAN),
     "targets.mc sigma < 0": (mc, (X, X0, 0.9, -0.3), ERROR, NAN),
     "targets.mc non-orthogonal group": (lambda g: mc(group=g), (NOT_ORTHOGONAL,), ERROR, NAN),
     "targets.mc permutation out of range": (
-        lambda p: mc(permutations=p), (PERMS.at[1, 4].set(9),), ERROR, NAN
+        lambda p: mc(permutations=p),
+        (PERMS.at[1, 4].set(9),),
+        ERROR,
+        NAN,
     ),
     "targets.finite non-orthogonal matrices": (
-        lambda g: finite(matrices=g), (NOT_ORTHOGONAL,), ERROR, NAN
+        lambda g: finite(matrices=g),
+        (NOT_ORTHOGONAL,),
+        ERROR,
+        NAN,
     ),
     "targets.finite sigma = 0": (lambda s: finite(sigma=s, matrices=Z2), (0.0,), ERROR, NAN),
     "targets.finite x0 NaN": (finite, (X, nan_at(X0, (0, 2, 0))), ERROR, NAN),

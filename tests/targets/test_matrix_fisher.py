@@ -261,7 +261,11 @@ def test_non_finite_matrices_never_reach_the_svd():
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
     try:
         out = subprocess.run(
-            [sys.executable, "-c", _HANG_SCRIPT], env=env, capture_output=True, text=True, timeout=240
+            [sys.executable, "-c", _HANG_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
         )
     except subprocess.TimeoutExpired:
         pytest.fail("a decomposition of a non-finite matrix did not return within 240 s")
