@@ -76,11 +76,8 @@ def finite_group_target(
       `[N, d]` phi_G, zero on padded rows.
 
     Raises:
-      ValueError: wrong shapes, mask mismatch, unknown group name, or a group whose
-        dimension does not match d; when called with concrete arrays also for NaN/Inf
-        in x_t, x0 or alpha, sigma not > 0, a mask with values other than 0 and 1, a
-        permutation row that is not a permutation of 0..N-1, or non-orthogonal group
-        matrices. Under jit these raise nothing and the result is NaN; it never hangs.
+      ValueError: as `symmetrised_target_exact` (shapes always; bad values when
+        concrete). Under jit bad values give NaN; it never hangs.
     """
     inp = check_inputs(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights)
     if matrices is not None:

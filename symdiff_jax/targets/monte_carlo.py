@@ -56,11 +56,8 @@ def symmetrised_target_mc(
       `[N, d]` estimate of phi_G.
 
     Raises:
-      ValueError: wrong shapes, mask mismatch, unknown group name, or a group whose
-        dimension does not match d; when called with concrete arrays also for NaN/Inf
-        in x_t, x0 or alpha, sigma not > 0, a mask with values other than 0 and 1, a
-        permutation row that is not a permutation of 0..N-1, or non-orthogonal group
-        matrices. Under jit these raise nothing and the result is NaN; it never hangs.
+      ValueError: as `symmetrised_target_exact` (shapes always; bad values when
+        concrete). Under jit bad values give NaN; it never hangs.
     """
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(

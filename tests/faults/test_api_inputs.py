@@ -65,6 +65,11 @@ def wrong_shape_kernel(x):
     return kernel(KEY, x)
 
 
+def exact_permutations(perms):
+    """A case: the exact target with the (traced under jit) atom permutations `perms`."""
+    return (lambda p: exact(permutations=p), (perms,), ERROR, NAN)
+
+
 POLY = diffusion.polynomial_schedule(10)
 LINEAR = diffusion.linear_schedule()
 
@@ -126,24 +131,9 @@ CASES = {
         NAN,
     ),
     "targets.exact fractional mask": (lambda m: exact(mask=m), (MASK.at[0].set(0.5),), ERROR, NAN),
-    "targets.exact permutation out of range": (
-        lambda p: exact(permutations=p),
-        (PERMS.at[1, 4].set(7),),
-        ERROR,
-        NAN,
-    ),
-    "targets.exact permutation negative": (
-        lambda p: exact(permutations=p),
-        (PERMS.at[1, 4].set(-1),),
-        ERROR,
-        NAN,
-    ),
-    "targets.exact permutation repeated": (
-        lambda p: exact(permutations=p),
-        (PERMS.at[1, 1].set(1),),
-        ERROR,
-        NAN,
-    ),
+    "targets.exact permutation out of range": exact_permutations(PERMS.at[1, 4].set(7)),
+    "targets.exact permutation negative": exact_permutations(PERMS.at[1, 4].set(-1)),
+    "targets.exact permutation repeated": exact_permutations(PERMS.at[1, 1].set(1)),
     "targets.exact non-orthogonal group": (lambda g: exact(group=g), (NOT_ORTHOGONAL,), ERROR, NAN),
     "targets.exact bank_log_weights NaN": (
         lambda w: exact(bank_log_weights=w),
