@@ -152,6 +152,7 @@ def _qm9_mols(split: str, max_molecules: int | None, data_cfg) -> tuple[list, li
 
 def _geom_mols(source: str, split: str, max_molecules: int | None, data_cfg, tables: Path):
     from symdiff_jax.data.geom import convert_to_cache, load_cached
+    from symdiff_jax.data.geom_pickles import SPLIT_FILES
 
     cache = data_cfg.get("geom_cache_dir") or ""
     data_dir = data_cfg.get("geom_dir") or ""
@@ -181,11 +182,18 @@ def _geom_mols(source: str, split: str, max_molecules: int | None, data_cfg, tab
     except FileNotFoundError:
         if not data_dir:
             raise
+        # geom_dir is the release's <DATASET>/ folder (split.npy, test files), next to
+        # rdkit_folder/: its parent is the release root.
+        named = Path(data_dir).expanduser()
+        test_mols, test_smiles = named / "test_mols.pkl", named / "test_smiles.csv"
         convert_to_cache(
-            data_dir,
+            named.parent,
             cache,
             dataset=source.split("_", 1)[1],
+            split_file=next((named / f for f in SPLIT_FILES if (named / f).is_file()), None),
             max_conformers=data_cfg.get("max_conformers") or None,
+            test_mols=test_mols if test_mols.is_file() else None,
+            test_smiles=test_smiles if test_smiles.is_file() else None,
         )
         records = read()
     records = records["molecules"][: max_molecules or None]

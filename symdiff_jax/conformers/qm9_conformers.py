@@ -43,7 +43,7 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 
-from symdiff_jax.data.atomic import read_npz, write_npz_atomic
+from symdiff_jax.data.atomic import read_cache_npz, write_npz_atomic
 from symdiff_jax.data.geom_features import BOND_ORDERS, HYBRIDISATIONS
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
@@ -69,6 +69,23 @@ SKIP_REASONS: tuple[str, ...] = (
 )
 #: Version of the cache layout.
 CACHE_FORMAT: int = 2
+#: The arrays every conformer cache file must hold.
+CACHE_KEYS = (
+    "positions",
+    "charges",
+    "num_atoms",
+    "smiles",
+    "index",
+    "split_position",
+    "bond_types",
+    "skipped_index",
+    "skipped_position",
+    "skip_reason",
+    "formal_charges",
+    "aromatic",
+    "hybridisation",
+    "chiral_tags",
+)
 _MAX_MATCHES = 256
 
 
@@ -289,13 +306,8 @@ def load_qm9_conformers(
     if max_molecules is not None:
         files.append(cache / f"{source_key}-{split}-{int(max_molecules)}-v{CACHE_FORMAT}.npz")
     for f in files:
-        if f.exists():
-            try:
-                data = read_npz(f)
-            except (OSError, ValueError, EOFError):
-                continue
-            if int(data.pop("cache_format", -1)) != CACHE_FORMAT:
-                continue
+        data = read_cache_npz(f, CACHE_FORMAT, CACHE_KEYS)
+        if data is not None:
             if f is full_file and max_molecules is not None:
                 keep = data["split_position"] < int(max_molecules)
                 drop = data["skipped_position"] < int(max_molecules)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_write", "read_npz", "write_npz_atomic"]
+__all__ = ["atomic_write", "read_cache_npz", "read_npz", "write_npz_atomic"]
 
 
 def atomic_write(
@@ -62,5 +64,48 @@ def write_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) 
 
 def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Reads every array of an `.npz` into memory (no pickles)."""
-    with np.load(path, allow_pickle=False) as f:
+    with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as f:
         return {k: f[k] for k in f.files}
+
+
+def read_cache_npz(
+    path: str | os.PathLike, cache_format: int, keys: tuple[str, ...] = ()
+) -> dict[str, np.ndarray] | None:
+    """A cache file's arrays, or None (rebuild it) when it is missing, damaged or stale.
+
+    A cache file is an `.npz` holding a `cache_format` entry. It is rejected, with a
+    one-line warning naming its path, when it cannot be read (truncated, not a zip, bad
+    member), carries another format version, or lacks one of `keys`. The rejected file is
+    left in place for the caller to overwrite atomically (`write_npz_atomic`).
+
+    Args:
+      path: the cache file.
+      cache_format: the format version the reader expects.
+      keys: the arrays it must hold.
+
+    Returns:
+      The arrays without `cache_format`, or None when the file is absent or rejected.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        data = read_npz(path)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        warnings.warn(
+            f"Rebuilding the cache {path}: it cannot be read ({type(err).__name__}: {err}).",
+            stacklevel=2,
+        )
+        return None
+    found = int(data.pop("cache_format", -1)) if np.size(data.get("cache_format", 0)) == 1 else -1
+    if found != cache_format:
+        warnings.warn(
+            f"Rebuilding the cache {path}: it has format version {found}, expected {cache_format}.",
+            stacklevel=2,
+        )
+        return None
+    missing = [k for k in keys if k not in data]
+    if missing:
+        warnings.warn(f"Rebuilding the cache {path}: it lacks the arrays {missing}.", stacklevel=2)
+        return None
+    return data

@@ -8,6 +8,7 @@ an npz index; `load_cached` reads them back with `allow_pickle=False` in every l
 from __future__ import annotations
 
 import os
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 from rdkit import Chem
 
-from symdiff_jax.data.atomic import atomic_write, write_npz_atomic
+from symdiff_jax.data.atomic import atomic_write, read_npz, write_npz_atomic
 from symdiff_jax.data.geom_pickles import (
     SPLIT_NAMES,
     WHERE_PUBLISHED,
@@ -118,9 +119,10 @@ def convert_to_cache(
     hydrogens included, properties `geom_smiles`, `geom_molecule`, `geom_conformer`,
     `boltzmannweight`, `totalenergy`) and `<split>.npz` (index: smiles, num_atoms,
     num_conformers, offsets, weights, boltzmann_weights, energies, source, skip_reasons,
-    skip_counts). If `test_mols.pkl` is found (`test_mols` or `<data_dir>/test_mols.pkl`),
-    also `test_mols.sdf` / `test_mols.npz`, whose index adds `num_conformers_csv` and
-    `corrected_smiles` from `test_smiles.csv` when that file is there (-1 / "" otherwise).
+    skip_counts). When `test_mols` names a `test_mols.pkl`, also `test_mols.sdf` /
+    `test_mols.npz`, whose index adds `num_conformers_csv` and `corrected_smiles` from
+    `test_smiles` when given (-1 / "" otherwise). Only the split file, the split's pickles
+    and the files named here are unpickled (each listed in the log before it is read).
     Files are written atomically; existing ones are replaced.
 
     Args:
@@ -128,7 +130,7 @@ def convert_to_cache(
         max_conformers, progress: as `load_geom_split`.
       cache_dir: output folder.
       splits: which splits to convert (an empty tuple for test_mols only).
-      test_mols, test_smiles: explicit paths (default: in `data_dir`).
+      test_mols, test_smiles: the reference test set files; None: not read.
 
     Returns:
       `Path(cache_dir)`.
@@ -150,14 +152,9 @@ def convert_to_cache(
             progress=progress,
         )
         _write_records(loaded["molecules"], loaded["skipped"], cache / name)
-    tm = Path(test_mols).expanduser() if test_mols is not None else data_dir / "test_mols.pkl"
-    if test_mols is not None or tm.is_file():
-        ts = (
-            Path(test_smiles).expanduser()
-            if test_smiles is not None
-            else data_dir / "test_smiles.csv"
-        )
-        table = load_test_smiles(ts) if (test_smiles is not None or ts.is_file()) else None
+    if test_mols is not None:
+        tm = Path(test_mols).expanduser()
+        table = load_test_smiles(Path(test_smiles).expanduser()) if test_smiles else None
         mols = load_test_mols(tm)
         keys = list(mols)
         if max_molecules is not None:
@@ -206,8 +203,8 @@ def load_cached(cache_dir: str | os.PathLike, split: str) -> dict[str, Any]:
 
     Raises:
       FileNotFoundError: the cache files are missing (run `convert_to_cache` first).
-      ValueError: a cache written by another format version, or one whose SDF and index
-        disagree.
+      ValueError: an index file that cannot be read or lacks arrays (named by path), a
+        cache written by another format version, or one whose SDF and index disagree.
     """
     name = "test_mols" if split == "test_mols" else split_name(split)
     base = Path(cache_dir).expanduser() / name
@@ -218,8 +215,19 @@ def load_cached(cache_dir: str | os.PathLike, split: str) -> dict[str, Any]:
             "once from the published files with symdiff_jax.data.geom.convert_to_cache("
             "data_dir, cache_dir). " + WHERE_PUBLISHED
         )
-    with np.load(npz, allow_pickle=False) as f:
-        index = {k: f[k] for k in f.files}
+    try:
+        index = read_npz(npz)
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"The GEOM cache {npz} cannot be read ({type(err).__name__}: {err}); run "
+            "convert_to_cache again."
+        ) from err
+    needed = ("offsets", "num_atoms", "smiles", "chiral_tags", "boltzmann_weights", "weights")
+    missing = [k for k in (*needed, "energies") if k not in index]
+    if missing:
+        raise ValueError(
+            f"The GEOM cache {npz} lacks the arrays {missing}; run convert_to_cache again."
+        )
     if int(index.get("cache_format", -1)) != CACHE_FORMAT:
         raise ValueError(
             f"{npz} was written by cache format {int(index.get('cache_format', -1))}, this "

@@ -45,6 +45,7 @@ next to `<dir>/rdkit_folder/qm9/`.
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import pickle
 from collections import Counter
@@ -272,7 +273,14 @@ def load_split_indices(path: str | os.PathLike) -> dict[str, np.ndarray]:
     }
 
 
+_log = logging.getLogger(__name__)
+
+
 def _find_pickle_dir(data_dir: Path, dataset: str | None, pickle_dir) -> Path:
+    """The pickle folder: `pickle_dir`, else `<root>/rdkit_folder/<dataset>` or `<root>/<dataset>`.
+
+    Nothing outside `data_dir` (the release root) is looked at unless `pickle_dir` names it.
+    """
     if pickle_dir is not None:
         p = Path(pickle_dir).expanduser()
         if not p.is_dir():
@@ -281,21 +289,27 @@ def _find_pickle_dir(data_dir: Path, dataset: str | None, pickle_dir) -> Path:
     names = [dataset] if dataset else ["qm9", "drugs"]
     looked = []
     for name in names:
-        for cand in (
-            data_dir / name,
-            data_dir / "rdkit_folder" / name,
-            data_dir.parent / "rdkit_folder" / name,
-        ):
+        for cand in (data_dir / "rdkit_folder" / name, data_dir / name):
             looked.append(cand)
             if cand.is_dir() and any(cand.glob("*.pickle")):
                 return cand
-    raise _missing("GEOM per-molecule pickles (<smiles>.pickle)", looked)
+    hint = ""
+    if (data_dir.parent / "rdkit_folder").is_dir():
+        hint = (
+            f" The release root seems to be {data_dir.parent}: pass it as data_dir (or name the "
+            "folder with pickle_dir); nothing outside data_dir is read."
+        )
+    err = _missing("GEOM per-molecule pickles (<smiles>.pickle)", looked)
+    raise FileNotFoundError(str(err) + hint)
 
 
-def _find_split_file(data_dir: Path, split_file) -> Path:
+def _find_split_file(data_dir: Path, dataset: str | None, split_file) -> Path:
+    """The split file: `split_file`, else the first of `SPLIT_FILES` in `<root>/<DATASET>`
+    or `<root>`."""
     if split_file is not None:
         return Path(split_file).expanduser()
-    cands = [data_dir / s for s in SPLIT_FILES]
+    folders = [data_dir / n.upper() for n in ([dataset] if dataset else ["qm9", "drugs"])]
+    cands = [f / s for f in (*folders, data_dir) for s in SPLIT_FILES]
     for c in cands:
         if c.is_file():
             return c
@@ -326,21 +340,24 @@ def load_geom_split(
 ) -> dict[str, Any]:
     """Reads the molecules of one split of GEOM-QM9 / GEOM-Drugs from the published pickles.
 
-    Security: unpickles every selected file under the pickle folder (and the split file),
-    which runs code from those files. Only use it on data you trust, given explicitly by
-    path; convert once with `convert_to_cache` and read the cache with `load_cached`.
+    Security: unpickles the split file and the selected files of the pickle folder, which
+    runs code from those files. Only use it on data you trust; convert once with
+    `convert_to_cache` and read the cache with `load_cached`. Nothing outside `data_dir`
+    (or the explicit `pickle_dir` / `split_file`) is opened, and the full list of files to
+    unpickle is logged (INFO, logger `symdiff_jax.data.geom_pickles`) before the first is
+    read.
 
     The split file's indices select from the pickle files sorted by path (Torsional
     Diffusion's convention); the split's indices are sorted.
 
     Args:
-      data_dir: folder with the split file (`split.npy`, `splits/split0.npy` or
-        `split_boot0.npy`), e.g. Torsional Diffusion's `data/QM9`; the pickle folder is
-        looked for at `<data_dir>/<dataset>`, `<data_dir>/rdkit_folder/<dataset>` and
-        `<data_dir>/../rdkit_folder/<dataset>` unless `pickle_dir` is given.
+      data_dir: the release root R, laid out as published: the split file (`split.npy`,
+        `splits/split0.npy` or `split_boot0.npy`) in `R/<DATASET>/` (QM9 / DRUGS) or `R/`,
+        the pickles in `R/rdkit_folder/<dataset>/` or `R/<dataset>/`, unless `split_file`
+        / `pickle_dir` name them.
       split: "train", "val" ("valid") or "test".
       dataset: "qm9" or "drugs"; default inferred from `data_dir`'s name (QM9 / DRUGS),
-        else both sub-folder names are tried.
+        else both names are tried.
       pickle_dir: the folder of `<smiles>.pickle` files (overrides the search).
       split_file: the split file (overrides the search).
       max_molecules: read only the first this many molecules of the split.
@@ -351,22 +368,26 @@ def load_geom_split(
     Returns:
       `{"molecules": [record, ...] (as `load_geom_molecule`, plus "split_index", the
       position of the file in the sorted listing), "skipped": {reason: count},
-      "pickle_dir": str, "split_file": str}`. Skip reasons: "smiles_parse_failed",
+      "pickle_dir": str, "split_file": str, "pickles": [the files unpickled]}`. Skip reasons: "smiles_parse_failed",
       "no_valid_conformers", "fragments", "index_out_of_range".
 
     Raises:
       FileNotFoundError: the split file or pickle folder is missing (the message lists
-        where it looked and where the data is published).
+        where it looked, where the data is published, and the release root when `data_dir`
+        looks like its `QM9/` sub-folder).
     """
     data_dir = Path(data_dir).expanduser()
     name = split_name(split)
     ds = _infer_dataset(data_dir, dataset)
-    split_path = _find_split_file(data_dir, split_file)
+    split_path = _find_split_file(data_dir, ds, split_file)
     folder = _find_pickle_dir(data_dir, ds, pickle_dir)
+    _log.info("GEOM: unpickling the split file %s", split_path)
     indices = load_split_indices(split_path)[name]
     files = sorted(str(p) for p in folder.glob("*.pickle"))
     if max_molecules is not None:
         indices = indices[: int(max_molecules)]
+    selected = [files[i] for i in indices if 0 <= i < len(files)]
+    _log.info("GEOM %s: unpickling %d files: %s", name, len(selected), ", ".join(selected))
     skipped: Counter = Counter()
     molecules = []
     iterator: Iterable = indices
@@ -395,6 +416,7 @@ def load_geom_split(
         "skipped": dict(skipped),
         "pickle_dir": str(folder),
         "split_file": str(split_path),
+        "pickles": selected,
     }
 
 
@@ -446,6 +468,7 @@ def load_test_mols(path: str | os.PathLike) -> dict[str, list]:
     path = Path(path).expanduser()
     if not path.is_file():
         raise _missing("test_mols.pkl", [path])
+    _log.info("GEOM: unpickling %s", path)
     data = _unpickle(path)
     if not isinstance(data, dict):
         raise ValueError(f"{path} should hold a dict smiles -> list of Mols; got {type(data)}.")

@@ -35,13 +35,14 @@ import os
 import re
 import sys
 import tarfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from symdiff_jax.data._gdb9_uncharacterised import uncharacterised_gdb9_indices
-from symdiff_jax.data.atomic import read_npz, write_npz_atomic
+from symdiff_jax.data.atomic import read_cache_npz, write_npz_atomic
 from symdiff_jax.data.features import ATOM_SYMBOLS, ATOM_TYPES
 
 #: Largest molecule in QM9 (atoms, hydrogens included); arrays are padded to this size.
@@ -58,6 +59,8 @@ SPLIT_SEED: int = 0
 DATA_ENV_VAR: str = "SYMDIFF_JAX_DATA"
 
 _CACHE_FORMAT = 1
+#: The arrays every QM9 cache file must hold.
+_CACHE_KEYS = ("positions", "charges", "num_atoms", "index")
 _SYMBOL_TO_Z = dict(zip(ATOM_SYMBOLS, ATOM_TYPES, strict=True))
 _ALLOWED_Z = np.array((0, *ATOM_TYPES))
 _INSTALL_HINT = (
@@ -364,14 +367,17 @@ def default_cache_dir() -> Path:
 
 
 def _cached(cache_file: Path, parse) -> dict[str, np.ndarray]:
-    if cache_file.exists():
-        try:
-            data = read_npz(cache_file)
-            if int(data.pop("cache_format", -1)) == _CACHE_FORMAT:
-                data["charges"] = data["charges"].astype(np.int32)
-                return data
-        except (OSError, ValueError, EOFError):
-            pass  # unreadable cache: parse again and overwrite it
+    data = read_cache_npz(cache_file, _CACHE_FORMAT, _CACHE_KEYS)
+    if data is not None and len({len(data[k]) for k in _CACHE_KEYS}) != 1:
+        warnings.warn(
+            f"Rebuilding the cache {cache_file}: its arrays have different lengths "
+            f"{[len(data[k]) for k in _CACHE_KEYS]}.",
+            stacklevel=2,
+        )
+        data = None
+    if data is not None:
+        data["charges"] = data["charges"].astype(np.int32)
+        return data
     data = parse()
     stored = {**data, "charges": data["charges"].astype(np.uint8)}
     write_npz_atomic(cache_file, {**stored, "cache_format": np.array(_CACHE_FORMAT)})
@@ -508,13 +514,9 @@ def load_qm9_graph_smiles(
         smi = xyz_smiles(data["positions"], data["charges"], largest_fragment=False)
         return {"smiles": np.array([s or "" for s in smi], dtype=str), "index": data["index"]}
 
-    if cache_file.exists():
-        try:
-            stored = read_npz(cache_file)
-            if int(stored.get("cache_format", -1)) == _CACHE_FORMAT:
-                return stored["smiles"]
-        except (OSError, ValueError, EOFError):
-            pass
+    stored = read_cache_npz(cache_file, _CACHE_FORMAT, ("smiles",))
+    if stored is not None:
+        return stored["smiles"]
     out = compute()
     write_npz_atomic(cache_file, {**out, "cache_format": np.array(_CACHE_FORMAT)})
     return out["smiles"]

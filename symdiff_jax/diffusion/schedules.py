@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from symdiff_jax._validation import is_concrete, poison
+
 __all__ = [
     "Schedule",
     "clip_noise_schedule",
@@ -37,12 +39,28 @@ __all__ = [
 ]
 
 
+def check_time(t) -> None:
+    """Raises when a concrete time `t` is NaN or Inf; nothing under jit."""
+    if not is_concrete(t):
+        return
+    a = np.asarray(t, dtype=np.float64)
+    bad = a[~np.isfinite(a)]
+    if bad.size:
+        raise ValueError(
+            f"t must be a finite diffusion time in [0, 1]; got {bad.reshape(-1)[0]!r}."
+        )
+
+
 def _as_time(t) -> jax.Array:
-    """Turns `t` into a floating array (integers become the default float dtype)."""
+    """Turns `t` into a floating array (integers become the default float dtype).
+
+    Raises ValueError for concrete NaN/Inf times; under jit an Inf time becomes NaN.
+    """
+    check_time(t)
     t = jnp.asarray(t)
     if not jnp.issubdtype(t.dtype, jnp.floating):
         t = t.astype(jnp.result_type(float))
-    return t
+    return poison(t, jnp.isfinite(t))
 
 
 class Schedule(NamedTuple):
@@ -95,7 +113,8 @@ def discrete_schedule(gammas, name: str = "discrete") -> Schedule:
       name: a label.
 
     Returns:
-      A `Schedule` with `num_steps = T`.
+      A `Schedule` with `num_steps = T`. Its `gamma(t)` raises for concrete NaN/Inf `t`;
+      under jit a NaN `t` gives NaN; times outside [0, 1] are clipped to the grid.
     """
     table = np.asarray(gammas, dtype=np.float64)
     if table.ndim != 1 or table.shape[0] < 2:
@@ -113,7 +132,7 @@ def discrete_schedule(gammas, name: str = "discrete") -> Schedule:
     def gamma(t):
         t = _as_time(t)
         index = jnp.clip(jnp.round(t * num_steps), 0, num_steps).astype(jnp.int32)
-        return jnp.asarray(table, dtype=t.dtype)[index]
+        return poison(jnp.asarray(table, dtype=t.dtype)[index], ~jnp.isnan(t))
 
     return Schedule(gamma=gamma, name=name, num_steps=num_steps)
 
@@ -226,6 +245,11 @@ def linear_schedule(gamma_min: float = -13.3, gamma_max: float = 5.0) -> Schedul
     Kingma et al. (2021), section 3 and appendix (the defaults -13.3 and 5.0 are theirs).
     Defined for every `t`, and differentiable in `t`.
     """
+    if not (np.isfinite(gamma_min) and np.isfinite(gamma_max)):
+        raise ValueError(
+            f"gamma_min and gamma_max must be finite; got gamma_min={gamma_min}, "
+            f"gamma_max={gamma_max}."
+        )
     if not gamma_max > gamma_min:
         raise ValueError(
             f"gamma_max must exceed gamma_min (SNR must decrease in t); "
@@ -252,9 +276,7 @@ def linear_sigma_schedule(sigma_min: float = 0.01, sigma_max: float = 0.999) -> 
         )
 
     def gamma(t):
-        t = jnp.asarray(t)
-        if not jnp.issubdtype(t.dtype, jnp.floating):
-            t = t.astype(jnp.result_type(float))
+        t = _as_time(t)
         s = sigma_min + (sigma_max - sigma_min) * t
         return 2.0 * jnp.log(s) - jnp.log1p(-(s**2))
 

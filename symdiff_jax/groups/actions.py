@@ -12,11 +12,29 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from symdiff_jax._validation import check_points, check_rotation, default_mask
+from symdiff_jax._validation import (
+    check_binary_mask,
+    check_finite,
+    check_permutations,
+    check_points,
+    check_rotation,
+    check_shape,
+    default_mask,
+    is_concrete,
+    poison,
+    valid_permutations,
+)
+
+
+def binary(m: jax.Array) -> jax.Array:
+    """True when every entry of the mask `m` is 0 or 1."""
+    return jnp.all((m == 0) | (m == 1))
 
 
 def _mask_or_ones(x: jax.Array, mask: jax.Array | None) -> jax.Array:
+    check_binary_mask(mask)
     return default_mask(x, mask).astype(x.dtype)
 
 
@@ -25,27 +43,43 @@ def rotate(x: jax.Array, R: jax.Array) -> jax.Array:
 
     Leading dimensions broadcast, so one rotation can act on a batch or a batch
     of rotations on one point cloud.
+
+    Raises:
+      ValueError: `x` not `[..., N, d]`, `R` not `[..., d, d]`, or, for concrete arrays, NaN/Inf in `x` or `R`. Under jit non-finite
+        values propagate as NaN/Inf.
     """
     check_points(x)
     check_rotation(R, x.shape[-1])
+    check_finite(x, "x")
+    check_finite(R, "R")
     return jnp.matmul(x, jnp.swapaxes(R, -1, -2))
 
 
 def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
-    """Mean over real atoms: `[..., N, d] -> [..., 1, d]` (zero for an empty mask)."""
+    """Mean over real atoms: `[..., N, d] -> [..., 1, d]` (zero for an empty mask).
+
+    Raises ValueError for a concrete mask with values other than 0 and 1; under jit
+    such a mask gives NaN.
+    """
     m = _mask_or_ones(x, mask)
     count = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)
-    return jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
+    mean = jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
+    return mean if mask is None else poison(mean, binary(m))
 
 
 def remove_com(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     """Projects onto the CoM-free subspace U: subtracts the masked mean.
 
     SymDiff (paper 002) section 2.3, `proj_U`. Padded rows stay exactly zero.
+
+    Raises ValueError for a concrete mask with values other than 0 and 1 or concrete
+    NaN/Inf in `x`; under jit such a mask gives NaN and NaN/Inf in `x` propagate.
     """
     check_points(x)
+    check_finite(x, "x")
     m = _mask_or_ones(x, mask)
-    return (x - masked_mean(x, mask)) * m[..., None]
+    out = (x - masked_mean(x, mask)) * m[..., None]
+    return out if mask is None else poison(out, binary(m))
 
 
 def com_free_normal(key: jax.Array, shape, mask: jax.Array | None = None, dtype=None) -> jax.Array:
@@ -56,19 +90,28 @@ def com_free_normal(key: jax.Array, shape, mask: jax.Array | None = None, dtype=
     subspace of zero centre of mass.
     """
     dtype = dtype or jnp.result_type(float)
-    eps = jax.random.normal(key, tuple(shape), dtype)
+    eps = jax.random.normal(key, check_shape(shape), dtype)
     return remove_com(eps, mask)
 
 
 def masked_normal(key: jax.Array, shape, mask: jax.Array | None = None, dtype=None) -> jax.Array:
     """A standard normal `[..., N, F]` with padded rows set to zero (features h)."""
     dtype = dtype or jnp.result_type(float)
-    eps = jax.random.normal(key, tuple(shape), dtype)
+    eps = jax.random.normal(key, check_shape(shape), dtype)
     return eps * _mask_or_ones(eps, mask)[..., None]
 
 
 def reflection(normal: jax.Array) -> jax.Array:
-    """The reflection `I - 2 n n^T / |n|^2` through the plane with normal `n [..., d]`."""
+    """The reflection `I - 2 n n^T / |n|^2` through the plane with normal `n [..., d]`.
+
+    Raises ValueError for a concrete normal that is zero or not finite; under jit
+    such a normal gives NaN.
+    """
+    check_finite(normal, "normal")
+    if is_concrete(normal):
+        norms = np.linalg.norm(np.asarray(normal), axis=-1)
+        if np.any(norms == 0):
+            raise ValueError("normal must be a non-zero vector; got a zero normal.")
     n = normal / jnp.linalg.norm(normal, axis=-1, keepdims=True)
     eye = jnp.eye(normal.shape[-1], dtype=normal.dtype)
     return eye - 2.0 * n[..., :, None] * n[..., None, :]
@@ -90,6 +133,7 @@ def random_permutation(key: jax.Array, mask: jax.Array) -> jax.Array:
         raise ValueError(
             f"random_permutation takes one mask [N]; got shape {mask.shape}. Use jax.vmap."
         )
+    check_binary_mask(mask)
     n = mask.shape[0]
     real = mask > 0
     index = jnp.arange(n)
@@ -106,7 +150,12 @@ def permute(a: jax.Array, perm: jax.Array, axis: int = -2) -> jax.Array:
 
     `axis=-2` for `x [..., N, d]` and `h [..., N, F]`; `axis=-1` for `mask [..., N]`.
     `perm [..., N]` broadcasts against the leading dimensions of `a`.
+
+    Raises ValueError for a concrete `perm` with a row that is not a permutation of
+    0..N-1; under jit such a `perm` gives NaN for a floating `a` (integer arrays have
+    no NaN: their result is then unspecified).
     """
+    check_permutations(perm, "perm")
     if perm.shape[-1] != a.shape[axis]:
         raise ValueError(
             f"permutation of length {perm.shape[-1]} cannot act on axis {axis} of an array of shape {a.shape}."
@@ -117,7 +166,10 @@ def permute(a: jax.Array, perm: jax.Array, axis: int = -2) -> jax.Array:
     idx = jnp.broadcast_to(
         idx, a.shape[: a.ndim + axis] + (perm.shape[-1],) + a.shape[a.ndim + axis + 1 :]
     )
-    return jnp.take_along_axis(a, idx, axis=axis)
+    out = jnp.take_along_axis(a, idx, axis=axis)
+    if jnp.issubdtype(out.dtype, jnp.inexact):
+        out = poison(out, valid_permutations(perm))
+    return out
 
 
 def invert_permutation(perm: jax.Array) -> jax.Array:

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax._validation import check_shape, finite_matrices, poison
 from symdiff_jax.groups.names import check_group_name
 
 
 def _sign_fixed_qr(a: jax.Array) -> jax.Array:
     """Q diag(sign(diag R)) for A = QR (Mezzadri 2006, eq. 5.1); sign(0) := +1."""
-    q, r = jnp.linalg.qr(a)
+    safe, finite = finite_matrices(a)
+    q, r = jnp.linalg.qr(safe)
+    q, r = poison(q, finite), poison(r, finite)
     d = jnp.diagonal(r, axis1=-2, axis2=-1)
     signs = jnp.where(d < 0, -1.0, 1.0).astype(q.dtype)
     return q * signs[..., None, :]
@@ -46,8 +49,10 @@ def qr_to_orthogonal(a: jax.Array, special: bool = False) -> jax.Array:
       special: if True, flip the last column when det = -1 to land in SO(d).
 
     Returns:
-      `[..., d, d]` orthogonal matrices.
+      `[..., d, d]` orthogonal matrices; NaN for a matrix with NaN or Inf (with or
+      without jit; the decomposition never sees it).
     """
+    a = jnp.asarray(a)
     if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
         raise ValueError(
             f"qr_to_orthogonal needs square matrices [..., d, d]; got shape {a.shape}."
@@ -57,9 +62,16 @@ def qr_to_orthogonal(a: jax.Array, special: bool = False) -> jax.Array:
 
 
 def haar_orthogonal(key: jax.Array, dim: int, shape: Sequence[int] = (), dtype=None) -> jax.Array:
-    """Haar-uniform samples on O(dim), shape `[*shape, dim, dim]`."""
+    """Haar-uniform samples on O(dim), shape `[*shape, dim, dim]`.
+
+    Raises:
+      ValueError: `dim` not a positive int or `shape` with a negative or non-int entry.
+    """
+    shape = check_shape(shape)
+    if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+        raise ValueError(f"dim must be a positive int; got {dim!r}.")
     dtype = dtype or jnp.result_type(float)
-    a = jax.random.normal(key, tuple(shape) + (dim, dim), dtype)
+    a = jax.random.normal(key, shape + (dim, dim), dtype)
     return qr_to_orthogonal(a)
 
 

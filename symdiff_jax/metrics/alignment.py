@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import check_points, default_mask
+from symdiff_jax._validation import check_points, default_mask, finite_matrices, poison
 
 _MAX_DEFAULT_PERMUTATIONS = 5040  # 7!: beyond this, pass the permutations explicitly.
 
@@ -60,7 +60,8 @@ def kabsch(
         origin.
 
     Returns:
-      `[..., d, d]` orthogonal matrices.
+      `[..., d, d]` orthogonal matrices; NaN where `x` or `y` holds NaN or Inf (the SVD
+      never sees them, with or without jit).
     """
     check_points(x, "x")
     check_points(y, "y")
@@ -75,7 +76,9 @@ def kabsch(
     if center:
         x, y = _centre(x, m), _centre(y, m)
     cov = jnp.einsum("...ni,...nj->...ij", x * m[..., None], y)
-    u, _, vt = jnp.linalg.svd(cov)
+    safe, finite = finite_matrices(cov)
+    u, _, vt = jnp.linalg.svd(safe)
+    u, vt = poison(u, finite), poison(vt, finite)
     r = u @ vt
     if allow_reflection:
         return r

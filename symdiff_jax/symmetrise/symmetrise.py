@@ -6,8 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
-from symdiff_jax.symmetrise.actions import rotation_action, transpose_rotation
+from symdiff_jax._validation import (
+    check_orthogonal,
+    orthogonality_error,
+    orthogonality_tolerance,
+    poison,
+)
+from symdiff_jax.symmetrise.actions import get_positions, rotation_action, transpose_rotation
 
 Kernel = Callable[..., Any]
 """A Markov kernel as a sampler: `kernel(key, x, *args, **kwargs) -> y`."""
@@ -58,7 +65,14 @@ def symmetrise(
       positional and keyword arguments (time `t`, `mask`, ...) go unchanged to
       both `gamma` and `kernel`. Pure, and jit/vmap/grad compatible whenever
       `kernel` and `gamma` are.
+
+    Raises (from the returned kernel): with the default action, ValueError when the
+    kernel's output positions do not have the dimension of the group element
+    (`[..., N, d]` for `g [..., d, d]`); with the default inverse (the transpose), when a
+    concrete `g` is not orthogonal. Under jit a non-orthogonal `g` gives NaN outputs.
     """
+    rotations_out = out_act is None and act is None
+    orthogonal = invert is None
     act = rotation_action if act is None else act
     invert = transpose_rotation if invert is None else invert
     out_act = act if out_act is None else out_act
@@ -66,11 +80,37 @@ def symmetrise(
     def symmetrised_kernel(key: jax.Array, x: Any, *args: Any, **kwargs: Any):
         key_group, key_kernel = jax.random.split(key)
         g = gamma(key_group, x, *args, **kwargs)
+        if orthogonal:
+            check_orthogonal(g, "the group element g returned by gamma")
         y = kernel(key_kernel, act(invert(g), x), *args, **kwargs)
+        if rotations_out:
+            check_kernel_output(y, g)
         y = out_act(g, y)
+        if orthogonal:
+            g_arr = jnp.asarray(g)
+            ok = orthogonality_error(g_arr) <= orthogonality_tolerance(g_arr.dtype)
+            y = jax.tree.map(lambda leaf: poison_floating(leaf, ok), y)
         return (y, g) if return_group else y
 
     return symmetrised_kernel
+
+
+def check_kernel_output(y: Any, g: jax.Array) -> None:
+    """Raises when the kernel's output positions `[..., N, d]` do not fit `g [..., d, d]`."""
+    positions = get_positions(y)
+    shape, g_shape = jnp.shape(positions), jnp.shape(g)
+    if len(shape) < 2 or shape[-1] != g_shape[-1]:
+        raise ValueError(
+            f"the kernel returned positions of shape {tuple(shape)}; the group element has "
+            f"shape {tuple(g_shape)}, so the kernel must return [..., N, {g_shape[-1]}] "
+            "(check the kernel's output, not the rotation)."
+        )
+
+
+def poison_floating(leaf: Any, ok: jax.Array) -> Any:
+    """A floating array `leaf` set to NaN where `ok` is False; other leaves unchanged."""
+    arr = jnp.asarray(leaf)
+    return poison(arr, ok) if jnp.issubdtype(arr.dtype, jnp.inexact) else leaf
 
 
 def as_kernel(fn: Callable[..., Any]) -> Kernel:

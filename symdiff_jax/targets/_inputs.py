@@ -17,7 +17,19 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from symdiff_jax._validation import (
+    check_binary_mask,
+    check_finite,
+    check_orthogonal,
+    check_permutations,
+    check_positive,
+    is_concrete,
+    orthogonality_error,
+    orthogonality_tolerance,
+    valid_permutations,
+)
 from symdiff_jax.groups.names import GROUP_DIMS
 
 GROUP_NAMES = (*GROUP_DIMS, "trivial")
@@ -29,6 +41,7 @@ class GroupSpec(NamedTuple):
     name: str
     continuous: str | None
     matrices: jax.Array | None
+    valid: jax.Array | bool = True  # False (under jit) when the matrices are not orthogonal
 
 
 class Inputs(NamedTuple):
@@ -41,6 +54,7 @@ class Inputs(NamedTuple):
     mask: jax.Array  # [N], ones when no mask was given
     permutations: jax.Array | None  # [P, N] int
     log_weights: jax.Array  # [M]
+    valid: jax.Array  # [] bool; False under jit when a value check would have raised
 
 
 def parse_group(group, dim: int, dtype) -> GroupSpec:
@@ -81,7 +95,10 @@ def parse_group(group, dim: int, dtype) -> GroupSpec:
         )
     if matrices.shape[0] < 1:
         raise ValueError("A finite group needs at least one element; got an empty stack.")
-    return GroupSpec("finite", None, matrices.astype(dtype))
+    check_orthogonal(matrices, "group (finite group matrices)")
+    matrices = matrices.astype(dtype)
+    valid = orthogonality_error(matrices) <= orthogonality_tolerance(dtype)
+    return GroupSpec("finite", None, matrices, valid)
 
 
 def check_inputs(
@@ -92,7 +109,11 @@ def check_inputs(
     Raises:
       ValueError: with the offending shape when x_t is not [N, d], x0 not [M, N, d]
         with the same N and d, alpha or sigma not scalars, mask not [N],
-        permutations not an integer [P, N] array, bank_log_weights not [M].
+        permutations not an integer [P, N] array, bank_log_weights not [M]; and, when
+        the values are concrete, with the offending value when x_t, x0, alpha or
+        bank_log_weights (NaN or +Inf there) hold NaN/Inf, sigma is not > 0, the mask holds values other
+        than 0 and 1, or a row of permutations is not a permutation of 0..N-1. Under
+        jit the same conditions set `Inputs.valid` to False instead.
     """
     x_t = jnp.asarray(x_t)
     x0 = jnp.asarray(x0)
@@ -155,9 +176,32 @@ def check_inputs(
                 f"clean sample of x0 {x0.shape}; got shape {log_w.shape}."
             )
         log_w = log_w.astype(dtype)
+    for name, value in (("x_t", x_t), ("x0", x0), ("alpha", alpha)):
+        check_finite(value, name)
+    check_positive(sigma, "sigma")
+    check_binary_mask(mask)
+    check_permutations(permutations)
+    if bank_log_weights is not None and is_concrete(bank_log_weights):
+        lw = np.asarray(bank_log_weights)
+        if np.any(np.isnan(lw) | (lw == np.inf)):
+            raise ValueError(
+                f"bank_log_weights must be log weights in [-inf, inf) without NaN; got {lw.tolist()}."
+            )
+    alpha, sigma = alpha.astype(dtype), sigma.astype(dtype)
+    valid = (
+        (sigma > 0)
+        & jnp.isfinite(sigma)
+        & jnp.isfinite(alpha)
+        & jnp.all(jnp.isfinite(x_t))
+        & jnp.all(jnp.isfinite(x0))
+        & jnp.all((mask_ == 0) | (mask_ == 1))
+        & ~jnp.any(jnp.isnan(log_w) | (log_w == jnp.inf))
+    )
+    if permutations is not None:
+        valid = valid & valid_permutations(permutations)
     x_t = x_t * mask_[:, None]
     x0 = x0 * mask_[None, :, None]
-    return Inputs(x_t, x0, alpha.astype(dtype), sigma.astype(dtype), mask_, permutations, log_w)
+    return Inputs(x_t, x0, alpha, sigma, mask_, permutations, log_w, valid)
 
 
 def expand_bank(

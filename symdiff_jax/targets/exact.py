@@ -29,6 +29,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax._validation import poison
 from symdiff_jax.targets._inputs import (
     check_inputs,
     expand_bank,
@@ -142,7 +143,10 @@ def symmetrised_target_exact(
 
     Raises:
       ValueError: wrong shapes, mask mismatch, unknown group name, or a group whose
-        dimension does not match d.
+        dimension does not match d; when called with concrete arrays also for NaN/Inf
+        in x_t, x0 or alpha, sigma not > 0, a mask with values other than 0 and 1, a
+        permutation row that is not a permutation of 0..N-1, or non-orthogonal group
+        matrices. Under jit these raise nothing and the result is NaN; it never hangs.
     """
     inp = check_inputs(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights)
     spec = parse_group(group, inp.x_t.shape[-1], inp.x_t.dtype)
@@ -153,4 +157,4 @@ def symmetrised_target_exact(
         log_z, mean = so2_orbit_integral(inp.x_t, bank, inp.alpha, inp.sigma)
     else:
         log_z, mean = gaussian_log_kernel(inp.x_t, bank, inp.alpha, inp.sigma), bank
-    return posterior_mean(log_z + log_w, mean, inp.mask)
+    return poison(posterior_mean(log_z + log_w, mean, inp.mask), inp.valid & spec.valid)

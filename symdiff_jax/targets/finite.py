@@ -16,6 +16,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax._validation import (
+    check_orthogonal,
+    orthogonality_error,
+    orthogonality_tolerance,
+    poison,
+)
 from symdiff_jax.targets._inputs import check_inputs, expand_bank, posterior_mean
 
 __all__ = ["finite_group_target", "gaussian_log_kernel"]
@@ -68,6 +74,10 @@ def finite_group_target(
 
     Returns:
       `[N, d]` phi_G, zero on padded rows.
+
+    Raises:
+      ValueError: as `symmetrised_target_exact` (shapes always; bad values when
+        concrete). Under jit bad values give NaN; it never hangs.
     """
     inp = check_inputs(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights)
     if matrices is not None:
@@ -77,6 +87,12 @@ def finite_group_target(
             raise ValueError(
                 f"matrices must have shape [K, d, d] with d = {d}; got shape {matrices.shape}."
             )
+        check_orthogonal(matrices, "matrices")
+        valid = inp.valid & (
+            orthogonality_error(matrices) <= orthogonality_tolerance(matrices.dtype)
+        )
+    else:
+        valid = inp.valid
     bank, log_w = expand_bank(inp.x0, inp.log_weights, matrices, inp.permutations, inp.mask)
     logits = gaussian_log_kernel(inp.x_t, bank, inp.alpha, inp.sigma) + log_w
-    return posterior_mean(logits, bank, inp.mask)
+    return poison(posterior_mean(logits, bank, inp.mask), valid)

@@ -52,6 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import i0e, i1e
 
+from symdiff_jax._validation import finite_matrices, poison
+
 __all__ = [
     "ProperSVD",
     "expected_rotation",
@@ -92,12 +94,16 @@ def proper_svd(F: jax.Array) -> ProperSVD:
 
     Returns:
       `ProperSVD(U, s, V)`: rotations `U, V [..., 3, 3]` and `s [..., 3]` with
-      `s1 >= s2 >= |s3|` and `F = U diag(s) V^T`.
+      `s1 >= s2 >= |s3|` and `F = U diag(s) V^T`. A matrix with NaN or Inf gives NaN
+      in all three (it never reaches the SVD, which may not return on Inf), with or
+      without jit.
     """
     F = jnp.asarray(F)
     if F.ndim < 2 or F.shape[-2:] != (3, 3):
         raise ValueError(f"proper_svd needs matrices of shape [..., 3, 3]; got shape {F.shape}.")
-    u, sv, vh = jnp.linalg.svd(F, full_matrices=False)
+    safe, finite = finite_matrices(F)
+    u, sv, vh = jnp.linalg.svd(safe, full_matrices=False)
+    u, sv, vh = poison(u, finite), poison(sv, finite), poison(vh, finite)
     v = jnp.swapaxes(vh, -1, -2)
     du = jnp.where(jnp.linalg.det(u) < 0, -1.0, 1.0).astype(F.dtype)
     dv = jnp.where(jnp.linalg.det(v) < 0, -1.0, 1.0).astype(F.dtype)

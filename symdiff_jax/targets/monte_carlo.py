@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from symdiff_jax._validation import poison
 from symdiff_jax.groups import sample_group
 from symdiff_jax.targets._inputs import check_inputs, parse_group, posterior_mean
 from symdiff_jax.targets.finite import gaussian_log_kernel
@@ -53,6 +54,10 @@ def symmetrised_target_mc(
 
     Returns:
       `[N, d]` estimate of phi_G.
+
+    Raises:
+      ValueError: as `symmetrised_target_exact` (shapes always; bad values when
+        concrete). Under jit bad values give NaN; it never hangs.
     """
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
         raise ValueError(
@@ -83,4 +88,4 @@ def symmetrised_target_mc(
         bank = jnp.einsum("kmnj,kij->kmni", bank, g)
     logits = gaussian_log_kernel(inp.x_t, bank, inp.alpha, inp.sigma) + inp.log_weights
     flat = bank.reshape((-1,) + inp.x_t.shape)
-    return posterior_mean(logits.reshape(-1), flat, inp.mask)
+    return poison(posterior_mean(logits.reshape(-1), flat, inp.mask), inp.valid & spec.valid)

@@ -28,4 +28,4 @@ def release(tmp_path):
     split[1] = np.array([1])
     split[2] = np.array([], np.int64)
     np.save(data_dir / "split.npy", split, allow_pickle=True)
-    return {"data_dir": data_dir, "files": files, "folder": folder}
+    return {"root": tmp_path, "data_dir": data_dir, "files": files, "folder": folder}

@@ -26,8 +26,14 @@ def test_cache_round_trip_without_unpickling(release, tmp_path, monkeypatch):
         w.writerows(rows)
     write_pickle({"C[C@@H](O)CC": [etkdg_conformer("C[C@@H](O)CC", 40 + k) for k in range(3)]},
           data_dir / "test_mols.pkl")  # fmt: skip
-    cache = convert_to_cache(data_dir, tmp_path / "cache", splits=("train", "val"))
-    direct = load_geom_split(data_dir, "train")
+    cache = convert_to_cache(
+        release["root"],
+        tmp_path / "cache",
+        splits=("train", "val"),
+        test_mols=data_dir / "test_mols.pkl",
+        test_smiles=data_dir / "test_smiles.csv",
+    )
+    direct = load_geom_split(release["root"], "train")
 
     def refuse(*args, **kwargs):
         raise AssertionError("load_cached must not unpickle")
@@ -61,7 +67,7 @@ def test_cache_round_trip_without_unpickling(release, tmp_path, monkeypatch):
 def test_cache_version_and_consistency_checks(release, tmp_path):
     """A cache index of another format version, or one that disagrees with its SDF, is
     refused with a message saying to convert again."""
-    cache = convert_to_cache(release["data_dir"], tmp_path / "c", splits=("val",))
+    cache = convert_to_cache(release["root"], tmp_path / "c", splits=("val",))
     with np.load(cache / "val.npz") as f:
         index = {k: f[k] for k in f.files}
     np.savez(cache / "val.npz", **{**index, "cache_format": np.array(99)})

@@ -59,7 +59,7 @@ def test_split_indexes_sorted_files_and_counts_skips(release):
     """Split indices select from the pickles sorted by path (each split sorted first);
     molecules with fragments and unparsable SMILES are skipped and counted."""
     files = release["files"]
-    out = load_geom_split(release["data_dir"], "train")
+    out = load_geom_split(release["root"], "train")
     expected = [files[i] for i in sorted([4, 0, 2, 5, 3])]
     names = [p.rsplit("/", 1)[-1][: -len(".pickle")] for p in expected]
     kept = [s for s in names if s not in ("CC.O", "C1CC")]
@@ -68,10 +68,10 @@ def test_split_indexes_sorted_files_and_counts_skips(release):
     assert [files[r["split_index"]] for r in out["molecules"]] == [
         r["source"] for r in out["molecules"]
     ]
-    val = load_geom_split(release["data_dir"], "valid")
+    val = load_geom_split(release["root"], "valid")
     assert [r["source"] for r in val["molecules"]] == [files[1]]
-    assert load_geom_split(release["data_dir"], "test")["molecules"] == []
-    first3 = load_geom_split(release["data_dir"], "train", max_molecules=3)  # 2 are skipped
+    assert load_geom_split(release["root"], "test")["molecules"] == []
+    first3 = load_geom_split(release["root"], "train", max_molecules=3)  # 2 are skipped
     assert len(first3["molecules"]) + sum(first3["skipped"].values()) == 3
 
 
@@ -127,3 +127,47 @@ def test_test_smiles_and_test_mols(tmp_path):
     write_pickle({"CCO": ["not a mol"]}, tmp_path / "bad.pkl")
     with pytest.raises(ValueError, match="RDKit Mols"):
         load_test_mols(tmp_path / "bad.pkl")
+
+
+class _Decoy:
+    """Unpickling it creates the file `flag` (proof that the loader opened it)."""
+
+    def __init__(self, flag):
+        self.flag = str(flag)
+
+    def __reduce__(self):
+        return (open, (self.flag, "w"))
+
+
+def test_reads_only_the_named_release_and_lists_every_pickle_first(tmp_path, caplog):
+    """With the release root given, only its split file and the split's pickles are
+    unpickled, each named in the log before reading; decoys next to them (test_mols.pkl,
+    another dataset's folder, a stray pickle) are never opened. Given the QM9/ sub-folder
+    instead, nothing outside it is read: the error names the root to pass."""
+    import logging
+
+    from symdiff_jax.data.geom import convert_to_cache
+    from symdiff_jax.testing.fake_data import write_example_geom
+
+    root = tmp_path / "release"
+    release = write_example_geom(root, ("CCO", "CC(=O)O", "OCC#N", "CC(C)C", "c1ccoc1"))
+    flag = tmp_path / "decoy_was_unpickled"
+    for decoy in (
+        root / "QM9" / "test_mols.pkl",
+        root / "rdkit_folder" / "drugs" / "CCO.pickle",
+        root / "stray.pickle",
+    ):
+        decoy.parent.mkdir(parents=True, exist_ok=True)
+        write_pickle(_Decoy(flag), decoy)
+    with pytest.raises(FileNotFoundError, match=f"release root seems to be {root}"):
+        convert_to_cache(root / "QM9", tmp_path / "c0", dataset="qm9")
+    assert not flag.exists()
+    with caplog.at_level(logging.INFO, logger="symdiff_jax.data.geom_pickles"):
+        out = load_geom_split(root, "train", dataset="qm9")
+        convert_to_cache(root, tmp_path / "c1", dataset="qm9")
+    assert not flag.exists()
+    expected = [release["files"][i] for i in release["split"]["train"]]
+    assert out["pickles"] == expected
+    listed = [r.getMessage() for r in caplog.records if "unpickling" in r.getMessage()]
+    assert any(m.endswith(", ".join(expected)) for m in listed)
+    assert all("stray" not in m and "drugs" not in m and "test_mols" not in m for m in listed)

@@ -227,3 +227,46 @@ def test_rejects_bad_shapes():
         mf.expected_rotation(jnp.ones((2, 2)))
     with pytest.raises(ValueError, match="2, 2"):
         mf.von_mises_expected_rotation(jnp.ones((3, 3)))
+
+
+_HANG_SCRIPT = """
+import jax.numpy as jnp
+import numpy as np
+from symdiff_jax.metrics.alignment import kabsch
+from symdiff_jax.targets import proper_svd, symmetrised_target_exact
+
+inf_matrix = jnp.array([[jnp.inf, -1.26, 1.51], [1.35, 0.78, 0.26], [-0.31, 1.46, 1.96]])
+assert np.isnan(proper_svd(inf_matrix).s).all()
+# Finite inputs whose F = x_t^T x0 overflows to a matrix with one Inf.
+x0 = jnp.array([[[1e20, 1.0, 2.0], [0.5, 0.3, 0.1]]])
+assert np.isnan(symmetrised_target_exact(x0[0], x0, 1.0, 1.0)).all()
+y = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+assert np.isnan(kabsch(y.at[0, 0].set(jnp.inf), y, center=False)).all()
+print("returned")
+"""
+
+
+@pytest.mark.allow_nonfinite
+def test_non_finite_matrices_never_reach_the_svd():
+    """XLA:CPU's SVD does not return on some 3x3 matrices with one Inf (e.g. the one
+    below); proper_svd, the exact target and `kabsch` return NaN at once.
+    Run in a fresh process with a time limit (240 s: about 10 s on an idle core), since a
+    hang cannot be interrupted."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _HANG_SCRIPT],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("a decomposition of a non-finite matrix did not return within 240 s")
+    assert out.returncode == 0 and "returned" in out.stdout, out.stderr[-2000:]
