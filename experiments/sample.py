@@ -58,6 +58,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common.io import write_json
+    from experiments.common.memory import exit_unless_fits
     from experiments.common.restore import load_run_or_exit
     from experiments.qm9 import evaluate as evaluation
     from experiments.qm9.sampling import save_samples
@@ -67,7 +68,9 @@ def main(argv) -> None:
     import jax
 
     workdir = _WORKDIR.value
-    run = load_run_or_exit(workdir, _CHECKPOINT.value, evaluation.load_run)
+    run = load_run_or_exit(
+        workdir, _CHECKPOINT.value, evaluation.load_run, writes=_OUT.value is None
+    )
     if _COMPUTE_DTYPE.value is not None:
         run = evaluation.with_compute_dtype(run, _COMPUTE_DTYPE.value)
     config = run.config
@@ -76,6 +79,7 @@ def main(argv) -> None:
     sampler = _SAMPLER.value or config.sample.sampler
     seed = config.seed if _SEED.value is None else _SEED.value
     batch_size = min(_BATCH_SIZE.value or config.sample.batch_size, num_samples)
+    exit_unless_fits(num_samples, config.data.max_atoms)
     tag = f"step{run.step}_{sampler}{num_steps}_seed{seed}_n{num_samples}"
     out = _OUT.value or os.path.join(workdir, f"samples_{tag}")
 
