@@ -50,17 +50,21 @@ def check_config_numbers(config) -> None:
 
 
 def check_resumable(workdir: str, has_checkpoints: bool) -> None:
-    """Refuses to start from step 0 in a workdir that already holds a run's training log.
+    """Refuses to start from step 0 in a workdir whose checkpoints were deleted.
 
-    A run that finds no checkpoint starts afresh; if `<workdir>/metrics.jsonl` exists its
-    checkpoints were deleted (or it stopped before its first save), and starting again
-    would mix two runs' curves in one log.
+    A run that finds no checkpoint starts afresh. If `<workdir>/metrics.jsonl` exists
+    while the original config `checkpoints/config.json` (written when a run starts) does
+    not, the run's checkpoints were deleted, and starting again would silently mix two
+    runs' curves in one log. (A run stopped before its first save keeps that file and
+    starts again.)
 
     Raises:
-      StaleWorkdirError: the log exists and there is no checkpoint.
+      StaleWorkdirError: the log exists and neither a checkpoint nor the original config.
     """
     log = os.path.join(workdir, METRICS_LOG)
-    if not has_checkpoints and os.path.exists(log):
+    if has_checkpoints or not os.path.exists(log):
+        return
+    if not os.path.exists(original_config_path(workdir)):
         raise StaleWorkdirError(
             f"Workdir {workdir} has a training log ({log}) but no checkpoint in "
             f"{checkpoint_dir(workdir)}, so it cannot resume; train into a new --workdir, "
