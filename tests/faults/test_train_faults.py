@@ -105,12 +105,10 @@ def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the first run never took its lock")
-        t0 = time.time()
         second = _cli("train", *SMOKE, f"--workdir={workdir}", timeout=120)
         _assert_clear_error(second, f"pid {first.pid}", "in use by another run")
         sampler = _cli("sample", f"--workdir={workdir}", *SAMPLE, timeout=120)
         _assert_clear_error(sampler, f"pid {first.pid}")
-        assert time.time() - t0 < 120
         assert first.poll() is None, "the second run disturbed the first"
     finally:
         first.kill()
