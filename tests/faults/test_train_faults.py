@@ -19,7 +19,6 @@ import time
 import numpy as np
 import pytest
 
-from experiments.common.workdir import original_config_path
 from symdiff_jax.train import Checkpointer
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -32,6 +31,11 @@ SMOKE = (
     "--config.sample.num_steps=2",
 )
 SAMPLE = ("--num_samples=2", "--num_steps=2", "--noprogress", "--nopicture")
+
+
+def original_config_path(workdir: str) -> str:
+    """Where a run keeps the config its checkpoints were made with."""
+    return os.path.join(workdir, "checkpoints", "config.json")
 
 
 def _env() -> dict:
