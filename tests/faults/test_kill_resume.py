@@ -7,6 +7,7 @@ while a checkpoint is being written (its temporary directory exists, or just aft
 is committed and before its manifest), a random time after a step was logged, and a random
 time after the process started (start-up, restore, final evaluation). The kills are
 chained: each resume may itself be killed; after the last kill a resume runs to the end.
+Every start of a run compiles or loads its programs, so even the 3-kill case is slow.
 """
 
 import json
@@ -146,6 +147,7 @@ def _assert_same(result, reference) -> None:
         assert a.tobytes() == b.tobytes()
 
 
+@pytest.mark.slow
 def test_three_kills_then_resume_is_exact(tmp_path, cache, reference):
     workdir = str(tmp_path / "run")
     tally = run_with_kills(workdir, cache, num_kills=3, seed=0)
