@@ -66,6 +66,7 @@ def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common.io import write_json
+    from experiments.common.memory import exit_unless_fits
     from experiments.qm9 import evaluate as evaluation
     from experiments.qm9.pretrained import resolve_source_or_exit
     from experiments.qm9.sampling import save_samples
@@ -81,6 +82,7 @@ def main(argv) -> None:
         checkpoint=_CHECKPOINT.value,
         gamma_composition=_GAMMA_COMPOSITION.value,
         compute_dtype=_COMPUTE_DTYPE.value,
+        writes=_OUT.value is None,
     )
     run, workdir = source.run, source.out_dir
     config = run.config
@@ -89,6 +91,7 @@ def main(argv) -> None:
     sampler = _SAMPLER.value or config.sample.sampler
     seed = config.seed if _SEED.value is None else _SEED.value
     batch_size = min(_BATCH_SIZE.value or config.sample.batch_size, num_samples)
+    exit_unless_fits(num_samples, config.data.max_atoms)
     tag = f"step{run.step}_{sampler}{num_steps}_seed{seed}_n{num_samples}"
     out = _OUT.value or os.path.join(workdir, f"samples_{tag}")
 

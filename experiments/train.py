@@ -80,6 +80,7 @@ def main(argv) -> None:
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     runtime.quiet_library_logs()
     from experiments.common.io import write_config, write_metrics
+    from experiments.common.workdir import hold_workdir_or_exit, user_errors_exit
 
     runtime.enable_compilation_cache()
     runners = experiments()
@@ -97,14 +98,16 @@ def main(argv) -> None:
     os.makedirs(workdir, exist_ok=True)
     is_main = sharding.is_main_process()  # only process 0 writes config, metrics, pictures
     if is_main:
-        write_config(workdir, config)
+        hold_workdir_or_exit(workdir)
     logging.info("Running %s into %s", config.experiment, workdir)
 
     start = time.time()
-    metrics = dict(runners[config.experiment].run(config, workdir))
+    with user_errors_exit():
+        metrics = dict(runners[config.experiment].run(config, workdir))
     metrics.setdefault("wall_time_s", time.time() - start)
     if not is_main:
         return
+    write_config(workdir, config)  # checkpointing runs wrote it once resumed or started
     path = write_metrics(workdir, metrics)
 
     width = max(len(k) for k in metrics)

@@ -39,10 +39,40 @@ def write_json(path: str, data: Mapping[str, Any]) -> None:
     atomic_write(path, write)
 
 
+_NON_FINITE_TEXT = ("nan", "inf", "-inf", "infinity", "-infinity")
+
+
+def non_finite_numbers(tree: Mapping[str, Any], prefix: str = "config") -> list[str]:
+    """`"<key> = <value>"` for every NaN/Inf float (or its text, as older config.json files
+    stored it) in a nested mapping and its lists."""
+    found = []
+    for key, value in tree.items():
+        name = f"{prefix}.{key}"
+        if isinstance(value, Mapping):
+            found.extend(non_finite_numbers(value, name))
+            continue
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if (isinstance(v, float) and not math.isfinite(v)) or (
+                isinstance(v, str) and v.strip().lower() in _NON_FINITE_TEXT
+            ):
+                found.append(f"{name} = {v!r}")
+    return found
+
+
 def write_config(workdir: str, config) -> str:
-    """Writes `<workdir>/config.json` from an ml_collections.ConfigDict."""
+    """Writes `<workdir>/config.json` from an ml_collections.ConfigDict.
+
+    Raises:
+      ValueError: the config holds a NaN or Inf number (JSON cannot store it exactly).
+    """
     path = os.path.join(workdir, "config.json")
-    write_json(path, config.to_dict())
+    data = config.to_dict()
+    bad = non_finite_numbers(data)
+    if bad:
+        raise ValueError(
+            f"Not writing {path}: config numbers must be finite; got {', '.join(bad)}."
+        )
+    write_json(path, data)
     return path
 
 
@@ -59,19 +89,39 @@ def write_metrics(workdir: str, metrics: Mapping[str, Any]) -> str:
 
 
 def load_config_json(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run wrote to `<workdir>/config.json`.
+    """The config of a run: the one its checkpoints were made with
+    (`<workdir>/checkpoints/config.json`) if present, else `<workdir>/config.json`.
 
     Raises:
       FileNotFoundError: the workdir has no config.json (the message says how to train one).
+      ValueError: the file is not valid JSON, not a mapping, or holds NaN/Inf numbers (the
+        message names the file).
     """
-    path = os.path.join(workdir, "config.json")
+    path = os.path.join(checkpoint_dir(workdir), "config.json")
+    if not os.path.exists(path):
+        path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"No config.json in {workdir!r}: not a training workdir. Train first with "
             "`python -m experiments.train --config configs/<name>.py --workdir <dir>`."
         )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"Config file {path} is not valid JSON ({err}); restore it from the run's "
+            "command line or a backup."
+        ) from None
+    if not isinstance(data, dict):
+        raise ValueError(f"Config file {path} holds a {type(data).__name__}, not a mapping.")
+    bad = non_finite_numbers(data)
+    if bad:
+        raise ValueError(
+            f"Config file {path} holds non-finite numbers ({', '.join(bad)}); such a run "
+            "cannot be sampled or resumed. Fix the values in the file or train again."
+        )
+    return ml_collections.ConfigDict(data)
 
 
 def experiment_of(workdir: str) -> str | None:

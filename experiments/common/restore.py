@@ -11,6 +11,7 @@ import jax
 import ml_collections
 
 from experiments.common.io import checkpoint_dir, load_config_json
+from experiments.common.workdir import hold_existing_workdir_or_exit
 from symdiff_jax.train import Checkpointer, CheckpointError
 
 
@@ -26,6 +27,41 @@ class RestoredRun(NamedTuple):
     graphdef: Any
     params: Any  # the EMA parameters of the restored step
     step: int
+
+
+def _flat(tree, prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            flat.update(_flat(v, f"{prefix}{k}."))
+        else:
+            flat[f"{prefix}{k}"] = v
+    return flat
+
+
+def config_argument(name: str, config: ml_collections.ConfigDict | None) -> str:
+    """`configs/<name>.py[:small|:smoke]`: the `--config` value closest to a run's config.
+
+    Of the sizes of `configs/<name>.py`, the one differing from `config` in the fewest
+    keys (command-line overrides make a few differ); `configs/<name>.py` without a config
+    or when the file is unknown.
+    """
+    path = f"configs/{name}.py"
+    if config is None:
+        return path
+    import configs
+
+    run = _flat(config.to_dict())
+
+    def distance(size: str) -> int:
+        flat = _flat(configs.get_config(name, size or None).to_dict())
+        return sum(run.get(k) != v for k, v in flat.items())
+
+    try:
+        size = min(("", "small", "smoke"), key=distance)
+    except Exception:  # an unknown config name or size: the plain path
+        return path
+    return f"{path}:{size}" if size else path
 
 
 def parse_checkpoint(spec: str | int) -> tuple[bool, int | None]:
@@ -107,13 +143,21 @@ def restore_run(
 
 
 def load_run_or_exit(
-    workdir: str, checkpoint: str, loader: Callable[[str, str], RestoredRun]
+    workdir: str,
+    checkpoint: str,
+    loader: Callable[[str, str], RestoredRun],
+    *,
+    writes: bool = True,
 ) -> RestoredRun:
     """`loader(workdir, checkpoint)` for the command lines: a user error prints `error: ...`
     and exits with 1.
 
-    Nothing is written before the run is restored, so a failure leaves the workdir as it was.
+    With `writes` (the command writes into the workdir), the workdir's run lock is taken
+    first and held until the process ends: a run already using the workdir stops this one
+    at once (`common.workdir.hold_workdir_or_exit`). Nothing is written before the run is
+    restored, so a failure leaves the workdir as it was.
     """
+    hold_existing_workdir_or_exit(workdir, writes)
     try:
         return loader(workdir, checkpoint)
     except (FileNotFoundError, ValueError) as err:

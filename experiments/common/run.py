@@ -8,8 +8,10 @@ same way for all of them:
   2. the model `hooks.build_model(key_init)` (parameters edited by `hooks.prepare_params`),
      AdamW from `config.optim` (`common.state`), the state placed on a mesh of all devices
      (FSDP-split with `config.train_fsdp`);
-  3. the latest checkpoint of `<workdir>/checkpoints` restored when there is one (exact
-     resume: `hooks.train_batches(start_step)` yields the batches of the steps after it);
+  3. the newest intact checkpoint of `<workdir>/checkpoints` restored when there is one
+     (exact resume: `hooks.train_batches(start_step)` yields the batches of the steps after
+     it); a workdir with a training log but no checkpoint is refused; only then the
+     config is recorded (`common.workdir.record_config`);
   4. `symdiff_jax.train.loop.fit` with the EMA parameters scored by `hooks.make_evaluate`
      every `config.train.eval_every` steps (the best of `hooks.best_metric` kept) and by
      `hooks.make_progress` every `config.train.sample_every` steps;
@@ -34,6 +36,7 @@ from flax import nnx
 from experiments.common.io import checkpoint_dir
 from experiments.common.state import initial_state
 from experiments.common.summaries import write_summaries
+from experiments.common.workdir import check_config_numbers, check_resumable, record_config
 from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import Checkpointer, MetricWriter, sharding
 from symdiff_jax.train.loop import fit
@@ -86,6 +89,7 @@ def run_keys(seed: int) -> RunKeys:
 def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
     """Trains (or resumes) the experiment of `hooks` into `workdir`; returns flat metrics."""
     t_start = time.time()
+    check_config_numbers(config)
     keys = run_keys(config.seed)
     graphdef, state, optimizer = initial_state(
         config, hooks.build_model, keys.init, hooks.prepare_params
@@ -104,10 +108,14 @@ def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
         max_to_keep=config.train.keep_checkpoints,
         best_metric=hooks.best_metric,
     )
-    if checkpointer.latest_step() is not None:
+    resuming = checkpointer.latest_step() is not None
+    check_resumable(workdir, resuming)
+    if resuming:  # the newest intact step (a damaged newer one is skipped with a warning)
         state = checkpointer.restore(state)
         logging.info("Resumed from step %d", int(state.step))
     start_step = int(jax.device_get(state.step))
+    if is_main:  # only now: a failed resume leaves the run's configs as they were
+        record_config(workdir, config)
 
     step_fn = sharding.make_sharded_train_step(
         graphdef,

@@ -19,7 +19,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from experiments.common.restore import RestoredRun, restore_run
+from experiments.common.restore import RestoredRun, config_argument, restore_run
 from experiments.conformers.input_pipeline import elements_of
 from experiments.conformers.model import abstract_state
 from experiments.conformers.sampling import generate_conformers
@@ -77,7 +77,9 @@ def write_sdf(path: str, pairs) -> None:
 
 def _train_command(workdir: str, config) -> str:
     variant = config.get("variant", "qm9_conformers_flow") if config is not None else None
-    config_arg = f"configs/{variant}.py" if variant else "configs/qm9_conformers_flow.py:small"
+    config_arg = (
+        config_argument(variant, config) if variant else "configs/qm9_conformers_flow.py:small"
+    )
     return f"python -m experiments.train --config {config_arg} --workdir {workdir}"
 
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from experiments.common.restore import RestoredRun, restore_run
+from experiments.common.restore import RestoredRun, config_argument, restore_run
 from experiments.common.state import make_schedule
 from experiments.qm9.input_pipeline import dataset_of, fixed_batches, load_split
 from experiments.qm9.model import abstract_state
@@ -74,7 +74,8 @@ def validation_nll(nll_step, params, batches: list[dict], key: jax.Array) -> flo
 
 def _train_command(workdir: str, config) -> str:
     variant = config.get("variant", "<variant>") if config is not None else "<variant>"
-    return f"python -m experiments.train --config configs/qm9_{variant}.py --workdir {workdir}"
+    argument = config_argument(f"qm9_{variant}", config)
+    return f"python -m experiments.train --config {argument} --workdir {workdir}"
 
 
 def load_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:

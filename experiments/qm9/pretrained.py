@@ -245,13 +245,15 @@ def resolve_source_or_exit(
 ) -> Source:
     """`resolve_source` for the command lines: a user error prints `error: ...` and exits 1.
 
-    A `--workdir` run is restored through `load_run_or_exit` (its messages); nothing is
-    written before the model is loaded.
+    A `--workdir` run is restored through `load_run_or_exit` (its messages; with `writes`,
+    the default, the workdir's run lock is held); nothing is written before the model is
+    loaded.
     """
+    writes = kwargs.pop("writes", True)
     if workdir and not pretrained and not official:
         loader = kwargs.pop("loader", load_run)
         checkpoint = kwargs.pop("checkpoint", "latest")
-        kwargs["loader"] = lambda w, c: load_run_or_exit(w, c, loader)
+        kwargs["loader"] = lambda w, c: load_run_or_exit(w, c, loader, writes=writes)
         kwargs["checkpoint"] = checkpoint
     try:
         return resolve_source(workdir, pretrained, official, **kwargs)

@@ -3,6 +3,7 @@ errors; the shared logic of `experiments.qm9.evaluate` in process."""
 
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -265,6 +266,8 @@ def _copy_run(trained: str, dest: str) -> str:
 
 @pytest.mark.parametrize("cli", ["sample", "evaluate"])
 def test_corrupt_checkpoint_fails_and_writes_nothing(trained, tmp_path, cli):
+    """Damaged array data of step 4: asking for step 4 fails and writes nothing; the
+    latest falls back to step 2 with a warning naming step 4."""
     workdir = _copy_run(trained, str(tmp_path / "run"))
     step_dir = os.path.join(workdir, "checkpoints", "4")
     data_dir = os.path.join(step_dir, "default", "ocdbt.process_0", "d")
@@ -276,22 +279,31 @@ def test_corrupt_checkpoint_fails_and_writes_nothing(trained, tmp_path, cli):
     listing = sorted(os.listdir(workdir))
 
     extra = ("--num_runs=1", "--notest_nll") if cli == "evaluate" else ()
-    proc = _cli(cli, f"--workdir={workdir}", *extra, *FAST)
+    proc = _cli(cli, f"--workdir={workdir}", "--checkpoint=4", *extra, *FAST)
     assert proc.returncode != 0
     assert step_dir in proc.stderr and "damaged" in proc.stderr, proc.stderr[-2000:]
     assert "--checkpoint" in proc.stderr
     with open(os.path.join(workdir, "metrics.json"), "rb") as f:
         assert f.read() == metrics_bytes
-    assert sorted(os.listdir(workdir)) == listing
+    assert sorted(set(os.listdir(workdir)) - {"run.lock"}) == listing
+
+    proc = _cli(cli, f"--workdir={workdir}", *extra, *FAST)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert step_dir in proc.stderr and "Falling back" in proc.stderr, proc.stderr[-2000:]
+    assert "step 2" in proc.stdout
 
 
-def test_corrupt_metadata_names_the_step(trained, tmp_path):
+def test_corrupt_metadata_names_the_step(trained, tmp_path, caplog):
+    """A damaged newest step: the latest falls back to step 2 with a warning naming step 4;
+    asking for step 4 itself raises."""
     workdir = _copy_run(trained, str(tmp_path / "run"))
     with open(os.path.join(workdir, "checkpoints", "4", "default", "_METADATA"), "w") as f:
         f.write("{not json")
+    with caplog.at_level("WARNING"):
+        assert evaluation.load_run(workdir).step == 2
+    assert re.search(r"checkpoints/4 \(step 4\) is damaged", caplog.text), caplog.text
     with pytest.raises(CheckpointError, match=r"checkpoints/4 \(step 4\) is damaged"):
-        evaluation.load_run(workdir)
-    assert evaluation.load_run(workdir, "2").step == 2  # the earlier step still restores
+        evaluation.load_run(workdir, "4")
 
 
 def test_bucketed_sampling_keeps_the_sizes_and_bounds_the_compilations(restored):
