@@ -55,10 +55,16 @@ def variants() -> list[str]:
 
 def parse_variant(name: str) -> tuple[str, bool, str, str]:
     """`name` -> `(kind, augment, generator, x_target)`; a one-line error if unknown."""
-    rest, target = (name[: -len("_target")], "symmetrised") if name.endswith("_target") else (name, "data")
-    rest, generator = (rest[: -len("_score")], "score") if rest.endswith("_score") else (rest, "flow")
+    rest, target = (
+        (name[: -len("_target")], "symmetrised") if name.endswith("_target") else (name, "data")
+    )
+    rest, generator = (
+        (rest[: -len("_score")], "score") if rest.endswith("_score") else (rest, "flow")
+    )
     if rest not in BASE_VARIANTS or (generator == "score" and rest not in SCORE_VARIANTS):
-        raise ValueError(f"Unknown particle variant {name!r}; expected one of {variants()} (or 'smoke').")
+        raise ValueError(
+            f"Unknown particle variant {name!r}; expected one of {variants()} (or 'smoke')."
+        )
     kind, augment = BASE_VARIANTS[rest]
     return kind, augment, generator, target
 
@@ -71,7 +77,14 @@ def _model(dim: int) -> ml_collections.ConfigDict:
     m.hidden, m.depth, m.heads, m.mlp_ratio = 64, 3, 4, 4.0
     m.node_embed, m.num_gaussians, m.mlp = 32, 32, "swiglu"
     m.gamma = ml_collections.ConfigDict(
-        {"hidden": 32, "depth": 1, "heads": 2, "mlp_ratio": 2.0, "decoder_hidden": 32, "noise_dims": dim}
+        {
+            "hidden": 32,
+            "depth": 1,
+            "heads": 2,
+            "mlp_ratio": 2.0,
+            "decoder_hidden": 32,
+            "noise_dims": dim,
+        }
     )
     return m
 

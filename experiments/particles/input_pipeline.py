@@ -32,7 +32,7 @@ def load_splits(config) -> dict[str, np.ndarray]:
     sizes = settings = None
     name = f"{config.system}_seed{data.split_seed}"
     if data.sizes:
-        sizes = dict(zip(("train", "val", "test"), _ints(data.sizes, 3, "sizes")))
+        sizes = dict(zip(("train", "val", "test"), _ints(data.sizes, 3, "sizes"), strict=True))
         name += "_" + data.sizes.replace(",", "-")
     if data.sampling:
         settings = SamplingSettings(*_ints(data.sampling, 3, "sampling"))

@@ -54,19 +54,21 @@ class ParticleNet(nnx.Module):
         )
         if kind == "symdiff":
             g = m.gamma
-            self.gamma_net = nnx.data(GammaNet(
-                hidden=g.hidden,
-                depth=g.depth,
-                heads=g.heads,
-                mlp_ratio=g.mlp_ratio,
-                decoder_hidden=g.decoder_hidden,
-                noise_dims=g.noise_dims,
-                dist_embed=m.hidden - m.node_embed,
-                num_gaussians=m.num_gaussians,
-                n_dims=dim,
-                mlp=m.mlp,
-                rngs=rngs,
-            ))
+            self.gamma_net = nnx.data(
+                GammaNet(
+                    hidden=g.hidden,
+                    depth=g.depth,
+                    heads=g.heads,
+                    mlp_ratio=g.mlp_ratio,
+                    decoder_hidden=g.decoder_hidden,
+                    noise_dims=g.noise_dims,
+                    dist_embed=m.hidden - m.node_embed,
+                    num_gaussians=m.num_gaussians,
+                    n_dims=dim,
+                    mlp=m.mlp,
+                    rngs=rngs,
+                )
+            )
 
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
         """`[B, N, d]`, `[B]` -> the CoM-free output `[B, N, d]`."""
