@@ -89,7 +89,8 @@ def test_train_step_sample_and_metrics(tiny_splits, variant):
 
     samples, seconds = generate(c, graphdef, params, jax.random.key(2), 12)
     assert samples.shape == (12, 4, 2) and np.isfinite(samples).all() and seconds > 0
-    np.testing.assert_allclose(samples.mean(axis=1), 0.0, atol=1e-4)  # CoM-free
+    # CoM-free up to float32 rounding of the coordinates.
+    assert np.abs(samples.mean(axis=1)).max() <= 1e-5 * max(1.0, np.abs(samples).max())
     scores = particle_train.final_scores(
         c, "", graphdef, params, jax.random.key(3), splits, write=False
     )
@@ -125,6 +126,6 @@ def test_cli_writes_metrics_samples_and_plot(tiny_splits, tmp_path):
         assert isinstance(metrics[key], float), (key, metrics)
     samples = np.load(workdir / "samples.npy")
     assert samples.shape == (16, 4, 2)
-    np.testing.assert_allclose(samples.mean(axis=1), 0.0, atol=1e-4)
+    assert np.abs(samples.mean(axis=1)).max() <= 1e-5 * max(1.0, np.abs(samples).max())
     assert (workdir / "histograms.png").stat().st_size > 0
     assert (workdir / "config.json").exists()
