@@ -35,6 +35,7 @@ def experiments() -> dict[str, ModuleType]:
     `jax.distributed.initialize`.
     """
     from experiments.conformers import train as conformers_train
+    from experiments.particles import train as particles_train
     from experiments.qm9 import train as qm9_train
     from experiments.toys.toy_1d import train as toy_1d_train
     from experiments.toys.toy_2d import train as toy_2d_train
@@ -42,6 +43,7 @@ def experiments() -> dict[str, ModuleType]:
     return {
         "conformers": conformers_train,
         "geom_drugs": qm9_train,
+        "particles": particles_train,
         "qm9": qm9_train,
         "toy_1d": toy_1d_train,
         "toy_2d": toy_2d_train,

@@ -1,0 +1,13 @@
+# COMMAND: python -m experiments.train --config configs/dw4.py --workdir workdirs/dw4
+"""DW4, flow matching / score matching at kT = 1 (paper 002, appendix E).
+
+Variants: `configs/dw4.py:<variant>[,smoke]`, e.g. `:egnn_flow`, `:symdiff_score_target`,
+`:smoke`; the list and the shared keys are in `configs/particles_common.py`. No variant:
+the best SymDiff variant, trained for 30 minutes.
+"""
+
+from configs import particles_common
+
+
+def get_config(arg=None):
+    return particles_common.get("dw4", arg)
