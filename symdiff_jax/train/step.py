@@ -106,16 +106,23 @@ def train_step(
     # past float32's range): the metric's reduction serves as the check too.
     finite = _all_within(metrics["loss"], None) & jnp.isfinite(grad_norm)
 
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    decay = ema_decay_at(state.step, ema_decay, ema_warmup)
-    candidate = TrainState(
-        state.step + 1, params, opt_state, update_ema(state.ema_params, params, decay)
-    )
-    # The new state itself is checked: a finite gradient can still give non-finite or
-    # runaway parameters (a NaN or huge learning rate, an overflowing optimiser moment).
-    finite = finite & state_is_sound(candidate, max_abs_param)
-    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), candidate, state)
+    def apply(state: TrainState) -> TrainState:
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        decay = ema_decay_at(state.step, ema_decay, ema_warmup)
+        return TrainState(
+            state.step + 1, params, opt_state, update_ema(state.ema_params, params, decay)
+        )
+
+    # The update runs inside the taken branch and writes the branch's output buffers
+    # directly (selecting between a precomputed new state and the old one would copy every
+    # leaf each step). The new state itself is then checked: a finite gradient can still
+    # give non-finite or runaway parameters (a NaN or huge learning rate, an overflowing
+    # optimiser moment), and such a state is replaced by the old one.
+    new = jax.lax.cond(finite, apply, lambda state: state, state)
+    sound = state_is_sound(new, max_abs_param)
+    new = jax.lax.cond(sound, lambda pair: pair[0], lambda pair: pair[1], (new, state))
+    finite = finite & sound
     metrics = dict(metrics, grad_norm=grad_norm, finite=finite.astype(jnp.float32))
     return new, metrics
 
