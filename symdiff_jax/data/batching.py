@@ -70,7 +70,9 @@ def sample_num_atoms(key: jax.Array, histogram: Any, shape: Sequence[int] = ()) 
       int32 array of `shape`; only sizes with a positive count occur.
     """
     p = jnp.asarray(size_probabilities(histogram))
-    logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), -jnp.inf)
+    # Sizes never seen get the most negative finite logit rather than -inf: the Gumbel-max
+    # draw never picks them either, and no infinity is created (jax_debug_infs stays quiet).
+    logits = jnp.where(p > 0, jnp.log(jnp.where(p > 0, p, 1.0)), jnp.finfo(p.dtype).min)
     return jax.random.categorical(key, logits, shape=tuple(shape)).astype(jnp.int32)
 
 
