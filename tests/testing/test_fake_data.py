@@ -12,7 +12,7 @@ def test_example_release_loads(tmp_path):
     info = write_example_geom(tmp_path, num_conformers=2)
     seen = []
     for split in ("train", "val", "test"):
-        out = load_geom_split(info["data_dir"], split)
+        out = load_geom_split(tmp_path, split)  # the release root
         assert out["skipped"] == {}
         seen += [r["smiles"] for r in out["molecules"]]
         assert all(r["positions"].shape[0] == 2 for r in out["molecules"])

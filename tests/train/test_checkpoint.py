@@ -89,6 +89,7 @@ def _small(value) -> dict:
 # ---------------------------------------------------------------------------- round trips
 
 
+@pytest.mark.allow_nonfinite  # the state holds NaN and +-Inf on purpose
 def test_roundtrip_is_bit_identical(tmp_path):
     """float32 (with -0, NaN, +-Inf, a denormal), int32, key data, typed keys, AdamW, nnx.State."""
     state = _make_state(0)
@@ -102,6 +103,7 @@ def test_roundtrip_is_bit_identical(tmp_path):
     assert jax.dtypes.issubdtype(restored.extras["key"].dtype, jax.dtypes.prng_key)
 
 
+@pytest.mark.allow_nonfinite  # the state holds NaN and +-Inf on purpose
 def test_restore_into_concrete_target_replaces_its_values(tmp_path):
     """A concrete target (other values, same structure) only supplies structure/placement."""
     state, other = _make_state(1), _make_state(2)
@@ -199,6 +201,7 @@ def test_best_metric_none_keeps_only_latest(tmp_path):
     assert ckpt.best_step() is None
 
 
+@pytest.mark.allow_nonfinite  # the state holds NaN and +-Inf on purpose
 def test_async_save(tmp_path):
     state = _make_state(3)
     with Checkpointer(tmp_path, async_save=True) as ckpt:
@@ -349,6 +352,7 @@ def test_step_without_manifest_restores_with_a_warning(tmp_path, caplog):
     assert "no content manifest" in caplog.text
 
 
+@pytest.mark.allow_nonfinite
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_non_finite_state_is_refused(tmp_path, bad):
     ckpt = Checkpointer(tmp_path)
