@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from symdiff_jax._validation import check_mask, check_points, check_rotation, default_mask
+from symdiff_jax.validation import check_mask, check_points, check_rotation, default_mask
 
 
 def test_default_mask_is_ones_in_the_dtype_of_x_or_the_given_mask_unchanged():

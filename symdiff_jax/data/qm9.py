@@ -41,9 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from symdiff_jax.data._gdb9_uncharacterised import uncharacterised_gdb9_indices
 from symdiff_jax.data.atomic import read_cache_npz, write_npz_atomic
 from symdiff_jax.data.features import ATOM_SYMBOLS, ATOM_TYPES
+from symdiff_jax.data.gdb9_uncharacterised import uncharacterised_gdb9_indices
 
 #: Largest molecule in QM9 (atoms, hydrogens included); arrays are padded to this size.
 MAX_ATOMS: int = 29

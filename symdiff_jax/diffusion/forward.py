@@ -17,9 +17,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import check_mask, check_points
 from symdiff_jax.diffusion.parametrisation import expand_to
 from symdiff_jax.groups import masked_normal, remove_com
+from symdiff_jax.validation import check_mask, check_points
 
 __all__ = [
     "noise",

@@ -18,10 +18,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import check_mask, check_points
 from symdiff_jax.diffusion.forward import project, sample_noise, transition_from_gammas
 from symdiff_jax.diffusion.parametrisation import PREDICTIONS, expand_to, to_eps, to_x0
 from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.validation import check_mask, check_points
 
 __all__ = [
     "ancestral_mean_std",

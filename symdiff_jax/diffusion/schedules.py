@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import is_concrete, poison
+from symdiff_jax.validation import is_concrete, poison
 
 __all__ = [
     "Schedule",

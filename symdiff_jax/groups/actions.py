@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import (
+from symdiff_jax.validation import (
     check_binary_mask,
     check_finite,
     check_permutations,

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import check_shape, finite_matrices, poison
 from symdiff_jax.groups.names import check_group_name
+from symdiff_jax.validation import check_shape, finite_matrices, poison
 
 
 def _sign_fixed_qr(a: jax.Array) -> jax.Array:

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import check_points, default_mask, finite_matrices, poison
+from symdiff_jax.validation import check_points, default_mask, finite_matrices, poison
 
 _MAX_DEFAULT_PERMUTATIONS = 5040  # 7!: beyond this, pass the permutations explicitly.
 

@@ -27,11 +27,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding, TimestepEmbedding
 from symdiff_jax.models.layers import mixed_precision, time_vector, xavier_linear
 from symdiff_jax.models.mlp import dense_tokens
+from symdiff_jax.validation import check_points, default_mask
 
 Array = jax.Array
 

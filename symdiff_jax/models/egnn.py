@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.models.mlp import dense_tokens
+from symdiff_jax.validation import check_points, default_mask
 
 _AGGREGATIONS = ("sum", "mean")
 

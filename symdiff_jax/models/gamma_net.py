@@ -27,12 +27,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from symdiff_jax._validation import check_points, default_mask
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.dit import DiTBackbone
 from symdiff_jax.models.embeddings import GaussianDistanceEmbedding
 from symdiff_jax.models.layers import time_vector, xavier_linear
 from symdiff_jax.symmetrise.actions import get_positions
+from symdiff_jax.validation import check_points, default_mask
 
 
 class GammaNet(nnx.Module):

@@ -8,13 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import (
+from symdiff_jax.symmetrise.actions import get_positions, rotation_action, transpose_rotation
+from symdiff_jax.validation import (
     check_orthogonal,
     orthogonality_error,
     orthogonality_tolerance,
     poison,
 )
-from symdiff_jax.symmetrise.actions import get_positions, rotation_action, transpose_rotation
 
 Kernel = Callable[..., Any]
 """A Markov kernel as a sampler: `kernel(key, x, *args, **kwargs) -> y`."""

@@ -19,7 +19,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import check_points
+from symdiff_jax.validation import check_points
 
 
 def pairwise_distances(x: jax.Array) -> jax.Array:

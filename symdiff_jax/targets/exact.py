@@ -29,14 +29,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import poison
-from symdiff_jax.targets._inputs import (
+from symdiff_jax.targets.finite import gaussian_log_kernel
+from symdiff_jax.targets.inputs import (
     check_inputs,
     expand_bank,
     parse_group,
     posterior_mean,
 )
-from symdiff_jax.targets.finite import gaussian_log_kernel
 from symdiff_jax.targets.matrix_fisher import (
     bessel_ratio,
     proper_svd,
@@ -44,6 +43,7 @@ from symdiff_jax.targets.matrix_fisher import (
     von_mises_log_normaliser,
     von_mises_parameters,
 )
+from symdiff_jax.validation import poison
 
 __all__ = ["so2_orbit_integral", "so3_orbit_integral", "symmetrised_target_exact"]
 

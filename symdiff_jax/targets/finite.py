@@ -16,13 +16,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import (
+from symdiff_jax.targets.inputs import check_inputs, expand_bank, posterior_mean
+from symdiff_jax.validation import (
     check_orthogonal,
     orthogonality_error,
     orthogonality_tolerance,
     poison,
 )
-from symdiff_jax.targets._inputs import check_inputs, expand_bank, posterior_mean
 
 __all__ = ["finite_group_target", "gaussian_log_kernel"]
 

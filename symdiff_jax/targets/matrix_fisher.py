@@ -52,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import i0e, i1e
 
-from symdiff_jax._validation import finite_matrices, poison
+from symdiff_jax.validation import finite_matrices, poison
 
 __all__ = [
     "ProperSVD",

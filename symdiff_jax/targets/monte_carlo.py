@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax._validation import poison
 from symdiff_jax.groups import sample_group
-from symdiff_jax.targets._inputs import check_inputs, parse_group, posterior_mean
 from symdiff_jax.targets.finite import gaussian_log_kernel
+from symdiff_jax.targets.inputs import check_inputs, parse_group, posterior_mean
+from symdiff_jax.validation import poison
 
 __all__ = ["symmetrised_target_mc"]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from symdiff_jax.data import qm9
-from symdiff_jax.data._gdb9_uncharacterised import uncharacterised_gdb9_indices
+from symdiff_jax.data.gdb9_uncharacterised import uncharacterised_gdb9_indices
 from symdiff_jax.data.qm9 import (
     MAX_ATOMS,
     edm_split_indices,

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from symdiff_jax._validation import (
+from symdiff_jax.groups.names import GROUP_DIMS
+from symdiff_jax.validation import (
     check_binary_mask,
     check_finite,
     check_orthogonal,
@@ -30,7 +31,6 @@ from symdiff_jax._validation import (
     orthogonality_tolerance,
     valid_permutations,
 )
-from symdiff_jax.groups.names import GROUP_DIMS
 
 GROUP_NAMES = (*GROUP_DIMS, "trivial")
 
