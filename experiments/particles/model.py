@@ -11,7 +11,7 @@ from flax import nnx
 from symdiff_jax.groups import remove_com
 from symdiff_jax.models.dit import DiT
 from symdiff_jax.models.egnn import EGNN
-from symdiff_jax.models.gamma_net import GammaNet
+from symdiff_jax.models.factory import build_gamma_net
 from symdiff_jax.symmetrise import haar_gamma, recursive_gamma
 
 GROUPS = {2: "O2", 3: "O3"}
@@ -53,22 +53,7 @@ class ParticleNet(nnx.Module):
             rngs=rngs,
         )
         if kind == "symdiff":
-            g = m.gamma
-            self.gamma_net = nnx.data(
-                GammaNet(
-                    hidden=g.hidden,
-                    depth=g.depth,
-                    heads=g.heads,
-                    mlp_ratio=g.mlp_ratio,
-                    decoder_hidden=g.decoder_hidden,
-                    noise_dims=g.noise_dims,
-                    dist_embed=m.hidden - m.node_embed,
-                    num_gaussians=m.num_gaussians,
-                    n_dims=dim,
-                    mlp=m.mlp,
-                    rngs=rngs,
-                )
-            )
+            self.gamma_net = nnx.data(build_gamma_net(m, self.net, rngs, n_dims=dim))
 
     def __call__(self, x: jax.Array, t: jax.Array) -> jax.Array:
         """`[B, N, d]`, `[B]` -> the CoM-free output `[B, N, d]`."""

@@ -49,10 +49,11 @@ def compute_dtype(m):
     return COMPUTE_DTYPES[name]
 
 
-def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
-    """`f_theta` from `model.gamma.*`, sharing the DiT's distance embedding if asked."""
+def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs, n_dims: int = 3) -> GammaNet:
+    """`f_theta` from `model.gamma.*` for point clouds in `n_dims` dimensions, sharing the
+    DiT's distance embedding if `model.gamma.share_distance_embedding` (default: no)."""
     g = m.gamma
-    shared = dit.distance_embedding if g.share_distance_embedding else None
+    shared = dit.distance_embedding if g.get("share_distance_embedding", False) else None
     return GammaNet(
         hidden=g.hidden,
         depth=g.depth,
@@ -63,6 +64,7 @@ def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs) -> GammaNet:
         dist_embed=m.hidden - m.node_embed,
         num_gaussians=m.num_gaussians,
         distance_embedding=shared,
+        n_dims=n_dims,
         mlp=m.mlp,
         rngs=rngs,
         dtype=compute_dtype(m),
