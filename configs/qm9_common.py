@@ -4,7 +4,8 @@ Each `configs/qm9_<variant>.py` calls `base(variant, kind)`, sets what its varia
 changes, then `apply_size(config, size)`. Keys spelled the same in every config of the
 repository: `diffusion.schedule` (a name of `symdiff_jax.diffusion.get_schedule`) with
 `diffusion.num_steps` (T) and `diffusion.precision`; `diffusion.x_target` ("data" or
-"symmetrised") with `diffusion.target_group`.
+"symmetrised") with `diffusion.target_group`; `generator` is "diffusion" or
+"flow_matching" (then `diffusion.sigma_min` is the path width and the schedule is unused).
 
 Variants (`model.kind`, what is trained):
   dit            a plain DiT eps-network (no symmetrisation)             paper "DiT"
@@ -15,6 +16,7 @@ Variants (`model.kind`, what is trained):
   edm            EDM's EGNN (9 layers, 256 features)                     paper "EDM"
   symdiff_target SymDiff trained towards the exact own-orbit O(3)
                  symmetrised target (eps form; paper 000 on paper 002)   (new)
+  symdiff_flow   SymDiff as a flow-matching velocity (appendix E.2)      (new)
 
 Sizes (the config argument, `configs/qm9_<variant>.py:<size>`): None / "" is the paper
 setting (GPU scale), "small" a CPU-sized run of the same recipe, "smoke" seconds for tests.
@@ -35,7 +37,16 @@ import ml_collections
 
 from configs.common import resize
 
-VARIANTS = ("dit", "dit_aug", "symdiff_h", "symdiff", "symdiff_star", "edm", "symdiff_target")
+VARIANTS = (
+    "dit",
+    "dit_aug",
+    "symdiff_h",
+    "symdiff",
+    "symdiff_star",
+    "edm",
+    "symdiff_target",
+    "symdiff_flow",
+)
 
 # QM9 train split: 100,000 molecules; 4350 epochs at batch 256 (paper 002, C.2.2).
 PAPER_STEPS = 4350 * (100_000 // 256)
@@ -87,6 +98,7 @@ def base(variant: str, kind: str) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.experiment = "qm9"
     c.variant = variant
+    c.generator = "diffusion"  # or "flow_matching" (paper 002, appendix E.2)
     c.seed = 0
     c.num_train_steps = PAPER_STEPS
     c.batch_size = 256

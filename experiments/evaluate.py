@@ -73,7 +73,10 @@ _NUM_STEPS = flags.DEFINE_integer(
     "num_steps", None, "Sampling steps (default: config.sample.num_steps).", lower_bound=1
 )
 _SAMPLER = flags.DEFINE_enum(
-    "sampler", None, ["ancestral", "ddim"], "Sampler (default: config.sample.sampler)."
+    "sampler",
+    None,
+    ["ancestral", "ddim", "euler"],
+    "Sampler (default: config.sample.sampler; euler for flow-matching runs).",
 )
 _SEED = flags.DEFINE_integer("seed", None, "PRNG seed (default: config.seed).")
 _COMPUTE_DTYPE = flags.DEFINE_enum(
@@ -120,6 +123,7 @@ def main(argv) -> None:
     from experiments.common.io import experiment_of, write_metrics
     from experiments.qm9 import evaluate as evaluation
     from experiments.qm9.pretrained import resolve_source_or_exit
+    from experiments.qm9.sampling import check_sampler, generator_of
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
@@ -148,6 +152,14 @@ def main(argv) -> None:
     novelty = _pick(_NOVELTY.value, ev.novelty)
     with_nll = _pick(_TEST_NLL.value, ev.test_nll)
     max_test = _pick(_MAX_TEST.value, ev.max_test)
+    try:
+        check_sampler(config, sampler)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
+    if with_nll and generator_of(config) != "diffusion":
+        raise SystemExit(
+            "error: a flow-matching run has no test NLL (the diffusion VLB); pass --notest_nll."
+        )
 
     start = time.time()
     k_samples, k_nll = jax.random.split(jax.random.key(seed))

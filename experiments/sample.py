@@ -38,7 +38,10 @@ _NUM_STEPS = flags.DEFINE_integer(
     "num_steps", None, "Sampling steps (default: config.sample.num_steps).", lower_bound=1
 )
 _SAMPLER = flags.DEFINE_enum(
-    "sampler", None, ["ancestral", "ddim"], "Sampler (default: config.sample.sampler)."
+    "sampler",
+    None,
+    ["ancestral", "ddim", "euler"],
+    "Sampler (default: config.sample.sampler; euler for flow-matching runs).",
 )
 _SEED = flags.DEFINE_integer("seed", None, "PRNG seed (default: config.seed).")
 _CHECKPOINT = flags.DEFINE_string(
@@ -69,7 +72,7 @@ def main(argv) -> None:
     from experiments.common.memory import exit_unless_fits
     from experiments.qm9 import evaluate as evaluation
     from experiments.qm9.pretrained import resolve_source_or_exit
-    from experiments.qm9.sampling import save_samples
+    from experiments.qm9.sampling import check_sampler, save_samples
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
@@ -89,6 +92,10 @@ def main(argv) -> None:
     num_samples = _NUM_SAMPLES.value or config.evaluate.num_samples
     num_steps = _NUM_STEPS.value or config.sample.num_steps
     sampler = _SAMPLER.value or config.sample.sampler
+    try:
+        check_sampler(config, sampler)
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     seed = config.seed if _SEED.value is None else _SEED.value
     batch_size = min(_BATCH_SIZE.value or config.sample.batch_size, num_samples)
     exit_unless_fits(num_samples, config.data.max_atoms)

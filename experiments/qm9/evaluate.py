@@ -30,7 +30,12 @@ from experiments.common.restore import RestoredRun, config_argument, restore_run
 from experiments.common.state import make_schedule
 from experiments.qm9.input_pipeline import dataset_of, fixed_batches, load_split
 from experiments.qm9.model import abstract_state
-from experiments.qm9.sampling import sample_metrics, sample_molecules_batched
+from experiments.qm9.sampling import (
+    check_sampler,
+    generator_of,
+    sample_metrics,
+    sample_molecules_batched,
+)
 from symdiff_jax.data import num_atoms_log_prob, size_histogram
 from symdiff_jax.diffusion.molecules import molecules_from_batch
 from symdiff_jax.diffusion.schedules import Schedule
@@ -63,11 +68,16 @@ def make_nll_fn(config, schedule: Schedule, histogram: np.ndarray):
     return nll_fn
 
 
-def validation_nll(nll_step, params, batches: list[dict], key: jax.Array) -> float:
-    """Mean VLB NLL (nats, with log p(N)) over fixed batches and fixed keys."""
+def validation_nll(
+    nll_step, params, batches: list[dict], key: jax.Array, name: str = "nll"
+) -> float:
+    """Mean VLB NLL (nats, with log p(N)) over fixed batches and fixed keys.
+
+    `name` picks another per-example output of the step to average (e.g. "loss").
+    """
     total, count = 0.0, 0
     for i, batch in enumerate(batches):
-        nll = np.asarray(jax.device_get(nll_step(params, batch, jax.random.fold_in(key, i))["nll"]))
+        nll = np.asarray(jax.device_get(nll_step(params, batch, jax.random.fold_in(key, i))[name]))
         total, count = total + float(nll.sum()), count + nll.size
     return total / max(count, 1)
 
@@ -179,7 +189,7 @@ def draw_samples(
         schedule=make_schedule(config.diffusion) if schedule is None else schedule,
         num_steps=int(num_steps or config.sample.num_steps),
         batch_size=min(int(batch_size or config.sample.batch_size), int(num_samples)),
-        sampler=sampler or config.sample.sampler,
+        sampler=check_sampler(config, sampler or config.sample.sampler),
         max_atoms=config.data.max_atoms,
         bucket_sizes=tuple(config.data.bucket_sizes),
         progress=progress,
@@ -315,6 +325,11 @@ def test_nll(
     from symdiff_jax.train.step import make_eval_step
 
     config = run.config
+    if generator_of(config) != "diffusion":
+        raise ValueError(
+            "The test NLL is the diffusion VLB; a flow-matching run has none "
+            "(pass --notest_nll or set config.evaluate.test_nll=False)."
+        )
     histogram = train_size_histogram(config) if histogram is None else histogram
     data = load_split(config, "test", int(max_test))
     count = len(data["num_atoms"])

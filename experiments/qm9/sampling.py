@@ -14,6 +14,7 @@ from experiments.common.state import compiled_with_model
 from symdiff_jax.data import sample_num_atoms, sampling_batches
 from symdiff_jax.diffusion.molecules import QM9_FEATURES, FeatureSpec, sample_molecules
 from symdiff_jax.diffusion.schedules import Schedule
+from symdiff_jax.flow_matching.molecules import sample_molecules_flow
 from symdiff_jax.metrics import rdkit_metrics, stability
 
 
@@ -25,6 +26,32 @@ def atomic_numbers_from_one_hot(
     return (z * (np.asarray(mask) > 0)).astype(np.int32)
 
 
+SAMPLERS = {"diffusion": ("ancestral", "ddim"), "flow_matching": ("euler",)}
+"""The samplers of each generative process (`config.generator`)."""
+
+
+def generator_of(config) -> str:
+    """`config.generator`: "diffusion" (paper 002, eq. 14) or "flow_matching" (appendix E.2).
+
+    Configs written before the key existed are diffusion runs.
+    """
+    generator = config.get("generator", "diffusion")
+    if generator not in SAMPLERS:
+        raise ValueError(f"config.generator must be one of {tuple(SAMPLERS)}; got {generator!r}.")
+    return generator
+
+
+def check_sampler(config, sampler: str) -> str:
+    """Returns `sampler` if it samples the model `config` trains, else a one-line ValueError."""
+    allowed = SAMPLERS[generator_of(config)]
+    if sampler not in allowed:
+        raise ValueError(
+            f"sampler {sampler!r} does not sample a {generator_of(config)} model; "
+            f"use one of {allowed}."
+        )
+    return sampler
+
+
 def sample_batch(
     model: nnx.Module,
     key: jax.Array,
@@ -34,7 +61,13 @@ def sample_batch(
     spec: FeatureSpec,
     sampler: str,
 ) -> dict[str, jax.Array]:
-    """One batch of molecules of the sizes in `mask` (`diffusion.molecules.sample_molecules`)."""
+    """One batch of molecules of the sizes in `mask`.
+
+    `sampler="euler"` is the flow-matching sampler (`flow_matching.sample_molecules_flow`,
+    which ignores the schedule); the others are `diffusion.molecules.sample_molecules`.
+    """
+    if sampler == "euler":
+        return sample_molecules_flow(model, key, mask, num_steps=num_steps, spec=spec)
     return sample_molecules(
         model, key, mask, schedule, num_steps=num_steps, spec=spec, sampler=sampler
     )

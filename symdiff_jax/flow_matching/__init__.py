@@ -6,6 +6,11 @@ from symdiff_jax.flow_matching.likelihood import (
     exact_log_likelihood,
     projected_divergence,
 )
+from symdiff_jax.flow_matching.molecules import (
+    molecule_flow_losses,
+    noise_level,
+    sample_molecules_flow,
+)
 from symdiff_jax.flow_matching.objectives import (
     VelocityFn,
     flow_matching_loss,
@@ -29,9 +34,12 @@ __all__ = [
     "euler_step",
     "exact_log_likelihood",
     "flow_matching_loss",
+    "molecule_flow_losses",
+    "noise_level",
     "path_std",
     "permutation_alignment",
     "prior_sample",
     "projected_divergence",
+    "sample_molecules_flow",
     "symmetrised_velocity_target",
 ]

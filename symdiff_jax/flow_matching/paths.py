@@ -16,7 +16,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from symdiff_jax.groups import com_free_normal, remove_com
+from symdiff_jax.diffusion.forward import project
+from symdiff_jax.groups import com_free_normal
 
 
 def path_std(t, sigma_min: float = 0.0):
@@ -37,13 +38,24 @@ def conditional_path(x0: jax.Array, x1: jax.Array, t, sigma_min: float = 0.0) ->
     return path_std(t, sigma_min) * x0 + t * x1
 
 
-def conditional_velocity(x_t: jax.Array, x1: jax.Array, t, sigma_min: float = 0.0) -> jax.Array:
+def conditional_velocity(
+    x_t: jax.Array,
+    x1: jax.Array,
+    t,
+    sigma_min: float = 0.0,
+    *,
+    mask: jax.Array | None = None,
+    position_dims: int | None = None,
+) -> jax.Array:
     """`u_t(x_t | x1) = (x1 - (1 - sigma_min) x_t) / s(t)` (Lipman et al. 2023, eq. 21), on U.
 
-    Defined for s(t) > 0 (t < 1 when sigma_min = 0).
+    Defined for s(t) > 0 (t < 1 when sigma_min = 0). The result is projected like the
+    state (`diffusion.forward.project`): the first `position_dims` columns (all when None)
+    onto U, padded rows (`mask`) zero, so molecules `[x, h]` share the particles' path.
     """
     t = jnp.broadcast_to(jnp.asarray(t, x1.dtype), x1.shape[:-2])[..., None, None]
-    return remove_com((x1 - (1.0 - sigma_min) * x_t) / path_std(t, sigma_min))
+    u = (x1 - (1.0 - sigma_min) * x_t) / path_std(t, sigma_min)
+    return project(u, mask, True, position_dims)
 
 
 def prior_sample(key: jax.Array, shape, dtype=None) -> jax.Array:

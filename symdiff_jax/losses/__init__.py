@@ -10,6 +10,7 @@ from symdiff_jax.losses.molecules import (
     augment_rotation,
     nll_terms,
     own_orbit_eps_target,
+    own_orbit_posterior_mean,
     reconstruction_loss,
     training_losses,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "log_px_given_z0_without_constants",
     "nll_terms",
     "own_orbit_eps_target",
+    "own_orbit_posterior_mean",
     "reconstruction_loss",
     "subspace_dimension",
     "training_losses",

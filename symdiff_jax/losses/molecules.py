@@ -49,14 +49,14 @@ def augment_rotation(key: Array, x: Array, group: str = "O3") -> Array:
     return rotate(x, sample_group(key, group, x.shape[:1], x.dtype))
 
 
-def own_orbit_eps_target(
+def own_orbit_posterior_mean(
     z_x: Array, x0: Array, alpha: Array, sigma: Array, mask: Array, group: str = "O3"
 ) -> Array:
-    """The eps-form of the exact own-orbit symmetrised target over `group` (paper 000, eq. 6).
+    """The exact own-orbit symmetrised target over `group` (paper 000, eq. 6), per molecule.
 
     `phi_G(z_x) = E[g . x0 | z_x]` over `g ~ Haar(group)` with the molecule's own `x0`
-    as the bank (M = 1), computed exactly by `symmetrised_target_exact`, then written as
-    the noise `(z_x - alpha phi_G) / sigma` an eps-network regresses to.
+    as the bank (M = 1), for `z_x ~ N_U(alpha x0, sigma^2 I)`, computed exactly by
+    `symmetrised_target_exact`.
 
     Args:
       z_x: `[B, N, 3]` noisy positions.
@@ -72,7 +72,18 @@ def own_orbit_eps_target(
     def one(z, x, a, s, m):
         return symmetrised_target_exact(z, x[None], a, s, group=group, mask=m)
 
-    phi = jax.vmap(one)(z_x, x0, alpha, sigma, mask)
+    return jax.lax.stop_gradient(jax.vmap(one)(z_x, x0, alpha, sigma, mask))
+
+
+def own_orbit_eps_target(
+    z_x: Array, x0: Array, alpha: Array, sigma: Array, mask: Array, group: str = "O3"
+) -> Array:
+    """`own_orbit_posterior_mean` written as the noise `(z_x - alpha phi_G) / sigma`.
+
+    The eps-form of paper 000's symmetrised target, which an eps-network regresses to.
+    Arguments as `own_orbit_posterior_mean`; returns `[B, N, 3]` without gradient.
+    """
+    phi = own_orbit_posterior_mean(z_x, x0, alpha, sigma, mask, group)
     return jax.lax.stop_gradient(target_in_form(phi, z_x, alpha, sigma, "eps"))
 
 
