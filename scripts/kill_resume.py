@@ -9,14 +9,17 @@ config that checkpoints) for `--steps` steps with a checkpoint after every step.
 uninterrupted reference run; then chains of runs in fresh workdirs: each run of a chain
 resumes the workdir left by the previous one and is killed with SIGKILL at a moment drawn
 from `--seed`, until the chain has had `--kills_per_chain` kills or a run finishes; a last
-run resumes the chain to the end. Kill moments come in three kinds:
+run resumes the chain to the end. Each moment targets a step drawn uniformly from the steps
+the run still has to do (so a chain moves through the whole run) and is of one of four kinds:
 
-  save   the moment a new Orbax temporary step directory appears (a save has started),
-         plus a uniform delay in [0, 0.15] s: the kill lands in the write, the commit, or
-         between the commit and the content manifest;
-  step   a uniform delay in [0, 1.5] s after the next `metrics.jsonl` line;
+  save   the moment the save of the target step (or a later one) has started (its Orbax
+         temporary directory appeared), plus a uniform delay in [0, 0.15] s: the kill lands
+         in the write, the commit, or between the commit and the content manifest;
+  step   a uniform delay in [0, 1.5] s after the target step is logged;
   start  a uniform delay in [0, 25] s after the process started (start-up, restore,
-         compilation, the first steps or the final evaluation).
+         compilation, the first steps);
+  final  a uniform delay in [0, 10] s after the last step is logged (the last save, the
+         final evaluation, the metrics files).
 
 Where a kill landed is read from the disk after the process is dead: a temporary step
 directory of that run still present ("write": the save had not committed), or a newest
@@ -54,11 +57,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-KINDS = ("save", "step", "start")
-KIND_PROBABILITIES = (0.5, 0.25, 0.25)
-SAVE_DELAY_S = 0.15
-STEP_DELAY_S = 1.5
-START_DELAY_S = 25.0
+KINDS = ("save", "step", "start", "final")
+KIND_PROBABILITIES = (0.45, 0.25, 0.15, 0.15)
+DELAYS_S = {"save": 0.15, "step": 1.5, "start": 25.0, "final": 10.0}
 RUN_TIMEOUT_S = 900.0
 TMP_MARK = "orbax-checkpoint-tmp"
 MANIFEST_FILE = "sha256_manifest.json"
@@ -236,8 +237,40 @@ def _new_run(args, workdir, logs, count, mode, env) -> Run:
     return Run(args, os.path.join(logs, f"run{count:03d}.log"), mode, env)
 
 
+def _newest_step(checkpoints: str) -> int:
+    """The newest committed step on disk (0 if none)."""
+    return max((int(n) for n in _listing(checkpoints) if n.isdigit()), default=0)
+
+
+def _saving_step(checkpoints: str, since: float) -> int:
+    """The largest step whose save started after `since` and is not yet committed (0: none)."""
+    return max((int(n.split(".")[0]) for n in _new_entries(checkpoints, since)), default=0)
+
+
+def draw_moment(rng, done: int, steps: int) -> tuple[str, int, float]:
+    """A kill moment `(kind, target step, delay)` for a run resuming after step `done`.
+
+    The target step is uniform over the steps still to run, so a chain of kills moves
+    through the whole run; "save" and "step" need one, "final" targets the last step.
+    """
+    kind = str(rng.choice(KINDS, p=KIND_PROBABILITIES))
+    target = int(rng.integers(done + 1, steps + 1)) if done < steps else steps
+    if kind in ("save", "step") and done >= steps:
+        kind = "start"
+    delay = float(rng.uniform(0.0, DELAYS_S[kind]))
+    return kind, (steps if kind == "final" else 0 if kind == "start" else target), delay
+
+
 def run_chain(
-    workdir: str, args: list[str], rng, max_kills: int, logs: str, mode: str, env, counter
+    workdir: str,
+    args: list[str],
+    steps: int,
+    rng,
+    max_kills: int,
+    logs: str,
+    mode: str,
+    env: dict[str, str],
+    counter: list[int],
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Kills runs in `workdir` up to `max_kills` times, then resumes it to the end.
 
@@ -247,26 +280,32 @@ def run_chain(
     checkpoints = os.path.join(workdir, "checkpoints")
     kills: list[dict[str, Any]] = []
     while len(kills) < max_kills:
-        kind = str(rng.choice(KINDS, p=KIND_PROBABILITIES))
-        delay = float(rng.uniform(0.0, {"save": SAVE_DELAY_S, "step": STEP_DELAY_S}.get(kind, 0)))
-        if kind == "start":
-            delay = float(rng.uniform(0.0, START_DELAY_S))
+        kind, target, delay = draw_moment(rng, _newest_step(checkpoints), steps)
         lines = _log_lines(workdir)
         counter[0] += 1
         run = _new_run(args, workdir, logs, counter[0], mode, env)
         if kind == "save":
-            ready = _wait_for(run, lambda: bool(_new_entries(checkpoints, run.started)), 0.002)
-        elif kind == "step":
-            ready = _wait_for(run, lambda: _log_lines(workdir) > lines, 0.01)
+            ready = _wait_for(
+                run, lambda r=run, t=target: _saving_step(checkpoints, r.started) >= t, 0.002
+            )
+        elif kind in ("step", "final"):
+            ready = _wait_for(
+                run,
+                lambda n=lines, t=target: (
+                    _log_lines(workdir) > n and _last_logged_step(workdir) >= t
+                ),
+                0.01,
+            )
         else:
-            ready = True
+            ready, delay = True, max(0.0, run.started + delay - time.time())
         if ready:
-            time.sleep(max(0.0, run.started + delay - time.time()) if kind == "start" else delay)
+            time.sleep(delay)
         if run.poll() is None:
             run.kill()
             kills.append(
                 {
                     "kind": kind,
+                    "target_step": target,
                     "at_s": round(time.time() - run.started, 2),
                     "last_logged_step": _last_logged_step(workdir),
                     "save": landed(checkpoints, run.started),
@@ -375,7 +414,7 @@ def experiment(
         workdir = os.path.join(root, f"chain{len(chains)}")
         args = train_args(config, steps, workdir)
         budget = min(kills_per_chain, num_kills - total)
-        kills, final = run_chain(workdir, args, rng, budget, logs, mode, env, counter)
+        kills, final = run_chain(workdir, args, steps, rng, budget, logs, mode, env, counter)
         total += len(kills)
         chains.append({"workdir": workdir, "kills": kills, "final": final})
     for chain in chains:  # after the last fork: this process may now use JAX
@@ -430,7 +469,7 @@ def exact(report: dict[str, Any]) -> bool:
 def table(report: dict[str, Any]) -> str:
     """One row per kill (and per chain end), then the summary."""
     rows = [
-        f"{'#':>3} {'chain':>5} {'kind':<6} {'at_s':>7} {'last_log':>8} {'save':<7} "
+        f"{'#':>3} {'chain':>5} {'kind':<6} {'target':>6} {'at_s':>7} {'last_log':>8} {'save':<7} "
         f"{'started_from':>12}"
     ]
     n = 0
@@ -438,7 +477,8 @@ def table(report: dict[str, Any]) -> str:
         for k in chain["kills"]:
             n += 1
             rows.append(
-                f"{n:>3} {c_index:>5} {k['kind']:<6} {k['at_s']:>7.2f} {k['last_logged_step']:>8} "
+                f"{n:>3} {c_index:>5} {k['kind']:<6} {k['target_step']:>6} {k['at_s']:>7.2f} "
+                f"{k['last_logged_step']:>8} "
                 f"{k['save']:<7} {k['this_run_resumed_from']:>12}"
             )
         f, r = chain["final"], chain["result"]
@@ -468,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", default="configs/dw4.py:smoke")
     parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--kills_per_chain", type=int, default=10)
+    parser.add_argument("--kills_per_chain", type=int, default=5)
     parser.add_argument("--mode", choices=("fork", "spawn"), default="fork")
     parser.add_argument("--root", default="", help="Folder for the runs (default: a temp dir).")
     parser.add_argument("--keep", action="store_true", help="Keep the runs' folders.")
