@@ -52,7 +52,7 @@ def _assert_exact(report: dict, num_kills: int) -> None:
 
 
 def test_three_kills_then_resume_is_exact(tmp_path):
-    report = _kill_resume(tmp_path, "--num_kills=3", "--seed=0")
+    report = _kill_resume(tmp_path, "--num_kills=3", "--seed=0", "--steps=6")
     _assert_exact(report, 3)
     assert "save" in [k["kind"] for c in report["chains"] for k in c["kills"]]
 
