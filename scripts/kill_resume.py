@@ -324,12 +324,13 @@ def run_chain(
 
 
 def _loss_log(workdir: str) -> dict[int, list[float]]:
+    """Every `train/loss` of `metrics.jsonl` by step (lines cut short by a kill skipped)."""
+    from symdiff_jax.train import read_metrics_jsonl
+
     out: dict[int, list[float]] = {}
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        for line in f:
-            record = json.loads(line)
-            if "train/loss" in record:
-                out.setdefault(int(record["step"]), []).append(record["train/loss"])
+    for record in read_metrics_jsonl(workdir, skip_invalid=True):
+        if "train/loss" in record:
+            out.setdefault(int(record["step"]), []).append(record["train/loss"])
     return out
 
 
@@ -351,7 +352,7 @@ def compare(workdir: str, reference: str, steps: int) -> dict[str, Any]:
 
     ref_log, log = _loss_log(reference), _loss_log(workdir)
     with open(os.path.join(workdir, "metrics.json")) as f:
-        final_loss = json.load(f)["train/loss"]
+        final_loss = json.load(f).get("train/loss")  # None: missing, a failure below
     with open(os.path.join(reference, "metrics.json")) as f:
         ref_final_loss = json.load(f)["train/loss"]
     mismatched = sorted(
@@ -484,7 +485,8 @@ def table(report: dict[str, Any]) -> str:
         f, r = chain["final"], chain["result"]
         rows.append(
             f"  end {c_index:>3}: final run resumed from step {f['resumed_from']}, exit "
-            f"{f['returncode']}; train/loss {r['final_loss']!r} vs {r['ref_final_loss']!r}; "
+            f"{f['returncode']}; train/loss {r['final_loss']!r} (metrics.json "
+            f"{r['final_loss_json']!r}) vs {r['ref_final_loss']!r}; "
             f"{r['arrays_differing']}/{r['arrays']} arrays differ, max |diff| {r['max_abs_diff']}"
         )
     s = report["summary"]
