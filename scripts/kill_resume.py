@@ -279,6 +279,7 @@ def run_chain(
     """
     checkpoints = os.path.join(workdir, "checkpoints")
     kills: list[dict[str, Any]] = []
+    finished = False  # a run ended before its kill moment
     while len(kills) < max_kills:
         kind, target, delay = draw_moment(rng, _newest_step(checkpoints), steps)
         lines = _log_lines(workdir)
@@ -316,11 +317,13 @@ def run_chain(
             continue
         if run.returncode != 0:  # a run may end first, but only successfully
             raise RuntimeError(f"run exited with {run.returncode}; see {run.log_path}")
+        finished = True
         break  # it finished before the kill: the chain is complete
     counter[0] += 1
     final = _new_run(args, workdir, logs, counter[0], mode, env)
     code = final.wait()
-    return kills, {"returncode": code, **resume_outcome(final.log()), "log": final.log_path}
+    outcome = resume_outcome(final.log())
+    return kills, {"returncode": code, "missed": finished, **outcome, "log": final.log_path}
 
 
 def _loss_log(workdir: str) -> dict[int, list[float]]:
@@ -441,6 +444,7 @@ def summarise(chains: list[dict[str, Any]]) -> dict[str, Any]:
         "during_save_write": sum(k["save"] == "write" for k in kills),
         "during_save_commit": sum(k["save"] == "commit" for k in kills),
         "chains": len(chains),
+        "missed_kills": sum(c["final"]["missed"] for c in chains),
         "final_runs_ok": sum(c["final"]["returncode"] == 0 for c in chains),
         "unverified_resumes": sum(k["this_run_unverified"] for k in kills)
         + sum(c["final"]["unverified"] for c in chains),
@@ -494,7 +498,8 @@ def table(report: dict[str, Any]) -> str:
         f"{report['config']}, {report['steps']} steps, seed {report['seed']}, mode "
         f"{report['mode']}: {s['kills']} kills ({s['during_save']} during a save: "
         f"{s['during_save_write']} before the commit, {s['during_save_commit']} before the "
-        f"manifest) in {s['chains']} chains, {report['runs']} runs, {report['wall_s']} s; "
+        f"manifest) in {s['chains']} chains ({s['missed_kills']} kill moments missed: the run "
+        f"ended first), {report['runs']} runs, {report['wall_s']} s; "
         f"final runs ok {s['final_runs_ok']}/{s['chains']}; unverified resumes "
         f"{s['unverified_resumes']}, damaged-step warnings {s['damaged_warnings']}; "
         f"train/loss equal: {s['loss_equal']}, every logged loss equal: "
