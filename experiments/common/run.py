@@ -36,7 +36,12 @@ from flax import nnx
 from experiments.common.io import checkpoint_dir
 from experiments.common.state import initial_state
 from experiments.common.summaries import write_summaries
-from experiments.common.workdir import check_config_numbers, check_resumable, record_config
+from experiments.common.workdir import (
+    check_config_numbers,
+    check_resumable,
+    logged_values,
+    record_config,
+)
 from symdiff_jax.models.parameters import count_params
 from symdiff_jax.train import Checkpointer, MetricWriter, sharding
 from symdiff_jax.train.loop import fit
@@ -171,7 +176,10 @@ def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
             "train_time_s": train_time,
             "resumed_from_step": start_step,
         }
-        metrics.update({k: v for k, v in last.items() if k.startswith(("train/", "val/"))})
+        logged = {k: v for k, v in last.items() if k.startswith(("train/", "val/"))}
+        if not logged and is_main and metrics["steps"] == start_step:  # resumed at the end
+            logged = logged_values(workdir, start_step, ("train/", "val/"))
+        metrics.update(logged)
         ema = sharding.host_local(state.ema_params)
         metrics.update(hooks.final_metrics(graphdef, ema, keys, is_main))
         if writer is not None:

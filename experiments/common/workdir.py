@@ -17,7 +17,13 @@ import sys
 from collections.abc import Iterator
 
 from experiments.common.io import checkpoint_dir, non_finite_numbers, write_config
-from symdiff_jax.train import CheckpointError, NonFiniteLossError, WorkdirLockedError, workdir_lock
+from symdiff_jax.train import (
+    CheckpointError,
+    NonFiniteLossError,
+    WorkdirLockedError,
+    read_metrics_jsonl,
+    workdir_lock,
+)
 
 ORIGINAL_CONFIG = "config.json"  # in `<workdir>/checkpoints/`
 METRICS_LOG = "metrics.jsonl"
@@ -70,6 +76,23 @@ def check_resumable(workdir: str, has_checkpoints: bool) -> None:
             f"{checkpoint_dir(workdir)}, so it cannot resume; train into a new --workdir, "
             f"or delete {log} to start this one over from step 0."
         )
+
+
+def logged_values(workdir: str, step: int, prefixes: tuple[str, ...]) -> dict[str, float]:
+    """The values logged for `step` in `<workdir>/metrics.jsonl` under keys starting with
+    one of `prefixes` (a later line wins); {} without a log.
+
+    A run resumed from its last checkpoint trains no step, so the `train/*` and `val/*`
+    values of its final metrics are those its killed predecessor logged for that step.
+    """
+    path = os.path.join(workdir, METRICS_LOG)
+    if not os.path.exists(path):
+        return {}
+    out: dict[str, float] = {}
+    for record in read_metrics_jsonl(path, skip_invalid=True):
+        if record.get("step") == step:
+            out.update({k: v for k, v in record.items() if k.startswith(prefixes)})
+    return out
 
 
 def record_config(workdir: str, config) -> None:

@@ -29,6 +29,20 @@ def test_check_config_numbers_names_every_non_finite_key():
     wd.check_config_numbers(ml_collections.ConfigDict({"d": 1e9}))
 
 
+def test_logged_values_of_a_step_later_lines_winning(tmp_path):
+    run = str(tmp_path)
+    assert wd.logged_values(run, 2, ("train/",)) == {}  # no log yet
+    (tmp_path / "metrics.jsonl").write_text(
+        '{"step": 1, "train/loss": 3.0}\n'
+        '{"step": 2, "train/loss": 2.0, "train/grad_norm": 1.5}\n'
+        '{"step": 2, "train/loss": 2.5, "val/nll": 7.0, "atom_stability": 0.5}\n'
+        '{"step": 2, "train/lo'  # a line cut short by a killed run
+    )
+    values = wd.logged_values(run, 2, ("train/", "val/"))
+    assert values == {"train/loss": 2.5, "train/grad_norm": 1.5, "val/nll": 7.0}
+    assert wd.logged_values(run, 3, ("train/",)) == {}
+
+
 def test_check_resumable(tmp_path):
     run = str(tmp_path)
     wd.check_resumable(run, has_checkpoints=False)  # a new workdir starts
