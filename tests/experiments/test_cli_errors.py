@@ -73,6 +73,8 @@ BAD_FLAGS = {
     "evaluate zero runs": ("evaluate", ["--pretrained=qm9_symdiff_cpu", "--num_runs=0"], ["num_runs", "0"]),
     "benchmark zero batch": ("benchmark", [QM9, "--batch_size=0"], ["batch_size", "0"]),
     "benchmark zero scan steps": ("benchmark", [QM9, "--scan_steps=0"], ["scan_steps", "0"]),
+    "benchmark too few timed steps": ("benchmark", [QM9, "--num_steps=3"], ["num_steps", "3", "10"]),
+    "benchmark no warmup": ("benchmark", [QM9, "--warmup=0"], ["warmup", "0"]),
     "benchmark config out of range": ("benchmark", [QM9, "--config.batch_size=0"], ["batch_size", ">= 1"]),
 }  # fmt: skip
 
