@@ -33,13 +33,26 @@ _CONFIG = config_flags.DEFINE_config_file(
     "QM9/GEOM config file, optionally with `:variant`.",
     lock_config=True,
 )
-_BATCH = flags.DEFINE_integer("batch_size", None, "Molecules per batch (default: the config's).")
-_STEPS = flags.DEFINE_integer("num_steps", 10, "Timed calls per figure (>= 10; median).")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed calls before timing.")
-_ATOMS = flags.DEFINE_integer("num_atoms", None, "Padded width (default data.max_atoms).")
-_DEVICES = flags.DEFINE_integer("num_devices", None, "Devices of the data mesh (default all).")
+_BATCH = flags.DEFINE_integer(
+    "batch_size", None, "Molecules per batch (default: the config's).", lower_bound=1
+)
+_STEPS = flags.DEFINE_integer(
+    "num_steps",
+    10,
+    "Timed calls per figure (a median; experiments.qm9.benchmark.MIN_TIMED_STEPS = 10 at least).",
+    lower_bound=10,
+)
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed calls before timing.", lower_bound=1)
+_ATOMS = flags.DEFINE_integer(
+    "num_atoms", None, "Padded width (default data.max_atoms).", lower_bound=1
+)
+_DEVICES = flags.DEFINE_integer(
+    "num_devices", None, "Devices of the data mesh (default all).", lower_bound=1
+)
 _FSDP = flags.DEFINE_boolean("fsdp", None, "FSDP-split the state (default: train_fsdp).")
-_SAMPLE_RUNS = flags.DEFINE_integer("sample_runs", 1, "Full sampling runs (0 skips them).")
+_SAMPLE_RUNS = flags.DEFINE_integer(
+    "sample_runs", 1, "Full sampling runs (0 skips them).", lower_bound=0
+)
 _BUCKETS = flags.DEFINE_list(
     "bucket_widths",
     None,
@@ -47,7 +60,10 @@ _BUCKETS = flags.DEFINE_list(
     "config's data.bucket_sizes).",
 )
 _SCAN_STEPS = flags.DEFINE_integer(
-    "scan_steps", 20, "Steps of the short sampling runs that time each bucket width."
+    "scan_steps",
+    20,
+    "Steps of the short sampling runs that time each bucket width.",
+    lower_bound=1,
 )
 _SYNTHETIC = flags.DEFINE_boolean("synthetic", False, "Time a synthetic batch, not QM9.")
 _KEEP = flags.DEFINE_boolean(

@@ -81,21 +81,21 @@ def main(argv) -> None:
     # Before anything touches a device.
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     runtime.quiet_library_logs()
+    from experiments.common.cli import fail
     from experiments.common.io import write_config, write_metrics
     from experiments.common.workdir import hold_workdir_or_exit, user_errors_exit
 
     runtime.enable_compilation_cache()
     runners = experiments()
     config = _CONFIG.value
+    valid = ", ".join(sorted(runners))
     if "experiment" not in config:
-        raise ValueError(
-            f"Config {flags.FLAGS['config'].config_filename} has no `experiment` field; "
-            f"set it to one of {sorted(runners)}."
+        fail(
+            f"--config={flags.FLAGS['config'].config_filename} has no `experiment` field; "
+            f"set --config.experiment to one of {valid}."
         )
     if config.experiment not in runners:
-        raise ValueError(
-            f"Unknown experiment {config.experiment!r}; expected one of {sorted(runners)}."
-        )
+        fail(f"--config.experiment={config.experiment!r} is not an experiment; use one of {valid}.")
     workdir = _WORKDIR.value or default_workdir(flags.FLAGS["config"].config_filename)
     os.makedirs(workdir, exist_ok=True)
     is_main = sharding.is_main_process()  # only process 0 writes config, metrics, pictures

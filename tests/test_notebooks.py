@@ -1,4 +1,4 @@
-"""Executes the notebooks end to end with tiny settings (nbclient).
+"""Executes the notebooks end to end with tiny settings (nbclient); checks the committed outputs.
 
 Each notebook has one code cell tagged "parameters" holding plain assignments
 `NAME = value`. The test replaces the values named in `NOTEBOOKS` with tiny ones
@@ -12,6 +12,7 @@ the slow test exercises in a fresh virtual environment outside any checkout.
 from __future__ import annotations
 
 import configparser
+import importlib.util
 import json
 import os
 import re
@@ -212,3 +213,44 @@ def test_quickstart_installs_itself_outside_a_checkout(tmp_path):
     where = [python, "-c", "import symdiff_jax; print(symdiff_jax.__file__)"]
     found = subprocess.run(where, check=True, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert found.stdout.strip().startswith(str(checkout)), found.stdout
+
+
+@pytest.mark.parametrize("path", sorted(NOTEBOOKS))
+def test_committed_notebook_carries_its_outputs(path):
+    """The code host shows what is committed: every code cell executed, at least one figure,
+    no error, no path of the machine that ran it, under 2 MB (scripts/execute_notebooks.py)."""
+    full = os.path.join(REPO, path)
+    assert os.path.getsize(full) < 2 * 2**20
+    with open(full) as f:
+        text = f.read()
+    assert REPO not in text and os.path.expanduser("~") + os.sep not in text
+    nb = json.loads(text)
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(c.get("execution_count") for c in code), "a code cell was not executed"
+    outputs = [out for c in code for out in c.get("outputs", [])]
+    assert any("image/png" in out.get("data", {}) for out in outputs)
+    assert not [out for out in outputs if out.get("output_type") == "error"]
+
+
+def test_execute_notebooks_scrubs_machine_details():
+    nbformat = pytest.importorskip("nbformat")
+    spec = importlib.util.spec_from_file_location(
+        "execute_notebooks", os.path.join(REPO, "scripts", "execute_notebooks.py")
+    )
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("print(1)")
+    cell.metadata["execution"] = {"iopub.status.busy": "2026-01-01T00:00:00"}
+    cell.outputs = [
+        nbformat.v4.new_output("stream", name="stdout", text="/m/repo/x and /h/u/.cache\n"),
+        nbformat.v4.new_output("stream", name="stderr", text="progress\r"),
+        nbformat.v4.new_output("display_data", data={"text/plain": "at /m/repo"}),
+    ]
+    nb.cells = [nbformat.v4.new_markdown_cell("# t"), cell]
+    script.scrub_outputs(nb, [("/m/repo", "<checkout>"), ("/h/u", "~")])
+    assert [c.id for c in nb.cells] == ["cell-0", "cell-1"]
+    assert "execution" not in cell.metadata
+    assert [out.get("name") for out in cell.outputs] == ["stdout", None]
+    assert cell.outputs[0]["text"] == "<checkout>/x and ~/.cache\n"
+    assert cell.outputs[1]["data"]["text/plain"] == "at <checkout>"

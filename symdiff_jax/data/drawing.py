@@ -6,8 +6,9 @@ Two views of a padded batch (`positions [B, N, 3]` Angstrom, `atomic_numbers [B,
 - `mode="3d"`: one matplotlib 3D panel per molecule; atoms are spheres coloured by element
   (CPK / Jmol colours: H white with a grey edge, C dark grey, N blue, O red, F green, ...),
   sized by element, and bonds are the ones EDM's distance rule finds (the graph the
-  stability metric judges), drawn as lines whose width grows with the bond order. All
-  panels share one scale (the box width in Angstrom is printed above the grid, and each
+  stability metric judges), drawn as lines whose width grows with the bond order. Atoms
+  and bonds are painted far to near (orthographic view) and the markers are small, so a
+  bond shows between its two atoms. All panels share one scale (the box width in Angstrom is printed above the grid, and each
   panel's title gives its extent r); a molecule with non-finite coordinates or r above
   `BLOWUP_ANGSTROM` is flagged with a red "blown up: |x| = ... A" title.
 - `mode="2d"`: RDKit depictions (`Draw.MolsToGridImage`) of the largest connected fragment
@@ -44,9 +45,15 @@ ELEMENT_COLORS: dict[int, str] = {
 DEFAULT_COLOR: str = "#FF1493"
 #: Edge colour of every atom (makes white hydrogens visible).
 EDGE_COLOR: str = "#7F7F7F"
-#: Marker area (points^2) of hydrogens and of heavier atoms in the 3D view.
-HYDROGEN_SIZE: float = 60.0
-HEAVY_SIZE: float = 160.0
+#: Marker area (points^2) of hydrogens and of heavier atoms in the 3D view: small enough
+#: that a bond shows between its two atoms.
+HYDROGEN_SIZE: float = 22.0
+HEAVY_SIZE: float = 60.0
+#: Colour and width (points, per unit of bond order) of the bond lines.
+BOND_COLOR: str = "#5A5A5A"
+BOND_WIDTH: float = 1.5
+#: Magnification of the 3D box inside its panel (matplotlib leaves wide margins at 1).
+BOX_ZOOM: float = 1.35
 MODES: tuple[str, ...] = ("3d", "2d")
 #: A molecule whose atoms lie further than this from its centre (Angstrom), or that has
 #: non-finite coordinates, is flagged "blown up" in red (QM9 molecules reach about 6 A).
@@ -86,6 +93,15 @@ def atom_colors(atomic_numbers: Any) -> list[str]:
     return [ELEMENT_COLORS.get(int(z), DEFAULT_COLOR) for z in np.ravel(atomic_numbers)]
 
 
+def view_direction(elev: float, azim: float) -> np.ndarray:
+    """Unit vector from a 3D axes' centre towards its viewer (matplotlib's `elev`/`azim`, degrees).
+
+    A point's dot product with it is its depth: larger is nearer the viewer.
+    """
+    e, a = np.deg2rad(elev), np.deg2rad(azim)
+    return np.array([np.cos(e) * np.cos(a), np.cos(e) * np.sin(a), np.sin(e)])
+
+
 def draw_molecule_3d(
     ax: Any,
     positions: Any,
@@ -113,8 +129,8 @@ def draw_molecule_3d(
       title_color: colour of the title (red for a flagged molecule).
 
     Returns:
-      `ax`, with one scatter collection for the atoms (none for an empty molecule) and one
-      line per bond in `ax.lines`; axes hidden and a cubic box around the molecule so
+      `ax`, with one scatter collection per atom, in atom order, and one line per bond in
+      `ax.lines`, each artist's zorder its depth towards the viewer; axes hidden and a cubic box around the molecule so
       lengths are not distorted (limits from `half_width`).
 
     Raises:
@@ -130,6 +146,12 @@ def draw_molecule_3d(
     keep = np.flatnonzero(mb[0])
     pts = xb[0, keep].astype(np.float64)
     z = zb[0, keep]
+    # Painter's order: each atom and bond is one artist whose zorder is its depth towards
+    # the viewer (orthographic view), so a bond covers the half of the farther atom it
+    # enters and is covered by the nearer one, and the part between the atoms shows.
+    ax.computed_zorder = False
+    ax.set_proj_type("ortho")
+    depth = pts @ view_direction(ax.elev, ax.azim)
     if bonds and len(keep) > 1:
         orders = bond_orders_checked(xb, zb, mb, False)[0][np.ix_(keep, keep)]
         for i, j in zip(*np.nonzero(np.triu(orders, 1)), strict=True):
@@ -138,24 +160,25 @@ def draw_molecule_3d(
                 seg[:, 0],
                 seg[:, 1],
                 seg[:, 2],
-                color="#9A9A9A",
-                linewidth=1.5 * int(orders[i, j]),
-                zorder=1,
+                color=BOND_COLOR,
+                linewidth=BOND_WIDTH * int(orders[i, j]),
+                solid_capstyle="butt",
+                zorder=float(depth[i] + depth[j]) / 2,
             )
-    if len(keep):
-        sizes = np.where(z == 1, HYDROGEN_SIZE, HEAVY_SIZE)
+    for i in range(len(keep)):
         ax.scatter(
-            pts[:, 0],
-            pts[:, 1],
-            pts[:, 2],
-            c=atom_colors(z),
-            s=sizes,
+            pts[i, :1],
+            pts[i, 1:2],
+            pts[i, 2:],
+            c=atom_colors(z[i : i + 1]),
+            s=HYDROGEN_SIZE if z[i] == 1 else HEAVY_SIZE,
             edgecolors=EDGE_COLOR,
-            linewidths=0.8,
+            linewidths=0.6,
             depthshade=False,
             alpha=1.0,
-            zorder=2,
+            zorder=float(depth[i]),
         )
+    if len(keep):
         centre = (pts.max(0) + pts.min(0)) / 2
         half = max(float((pts.max(0) - pts.min(0)).max()) / 2, 1.0) * 1.1
     else:
@@ -167,7 +190,7 @@ def draw_molecule_3d(
     ax.set_xlim(centre[0] - half, centre[0] + half)
     ax.set_ylim(centre[1] - half, centre[1] + half)
     ax.set_zlim(centre[2] - half, centre[2] + half)
-    ax.set_box_aspect((1, 1, 1))
+    ax.set_box_aspect((1, 1, 1), zoom=BOX_ZOOM)
     ax.set_axis_off()
     if title is not None:
         ax.set_title(title, fontsize=9, color=title_color)
@@ -401,4 +424,5 @@ __all__ = [
     "molecule_extents",
     "molecule_grid_png",
     "panel_title",
+    "view_direction",
 ]

@@ -104,9 +104,9 @@ def test_draw_molecule_3d_draws_one_line_per_bond():
         draw_molecule_3d(ax, np.array(xyz), np.array(zs))
         assert len(ax.lines) == n_bonds
         assert sorted(line.get_linewidth() for line in ax.lines) == sorted(widths)
-        assert len(ax.collections) == 1  # one scatter of all atoms
-        offsets = ax.collections[0]._offsets3d
-        np.testing.assert_allclose(np.stack(offsets, -1), np.array(xyz), atol=1e-12)
+        assert len(ax.collections) == len(zs)  # one marker per atom, in atom order
+        offsets = [np.ravel(c._offsets3d) for c in ax.collections]
+        np.testing.assert_allclose(np.stack(offsets), np.array(xyz), atol=1e-12)
     ax = fig.add_subplot(projection="3d")
     draw_molecule_3d(ax, np.zeros((4, 3)), np.zeros(4, int))  # all padding
     assert len(ax.lines) == 0 and len(ax.collections) == 0
@@ -166,3 +166,29 @@ def test_3d_grid_draws_exactly_the_bonds_the_metrics_infer():
     expected = [int(np.count_nonzero(np.triu(o, 1))) for o in orders]
     assert [len(ax.lines) for ax in fig.axes] == expected
     assert expected[:3] == [2, 5, 4]
+
+
+def test_3d_bonds_show_between_their_atoms():
+    """At the projected midpoint of every bond the picture has the bond's own colour: no atom
+    marker covers it (a grid at the default panel size, one scale set by two waters 6 A apart)."""
+    from mpl_toolkits.mplot3d import proj3d
+
+    from symdiff_jax.data.drawing import molecule_grid_figure
+
+    x, z, mask = padded_batch([WATER, ETHENE, TWO_WATERS])
+    fig = molecule_grid_figure(x, z, mask, columns=3)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    height = image.shape[0]
+    checked = 0
+    for ax in fig.axes:
+        for line in ax.lines:
+            mid = np.mean(line.get_data_3d(), axis=1)
+            x2, y2, _ = proj3d.proj_transform(*mid, ax.get_proj())
+            col, row = ax.transData.transform((x2, y2))
+            r, c = int(round(height - row)), int(round(col))
+            patch = image[r - 1 : r + 2, c - 1 : c + 2].reshape(-1, 3)
+            want = np.asarray(mcolors.to_rgb(line.get_color()))
+            assert np.abs(patch - want).max(-1).min() < 0.08, (ax.get_title(), patch, want)
+            checked += 1
+    assert checked == 2 + 5 + 4

@@ -55,6 +55,7 @@ BAD_CONFIGS = {
     "unknown size": (["--config=configs/qm9_symdiff.py:huge"], ["huge", "small", "smoke"]),
     "missing file": (["--config=configs/no_such_config.py"], ["no_such_config.py"]),
     "unknown flag": ([QM9, "--workdri=/tmp/x"], ["workdri"]),
+    "unknown experiment": ([QM9, "--config.experiment=nope"], ["experiment", "nope", "qm9, toy_1d"]),
 }  # fmt: skip
 
 
@@ -64,6 +65,24 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path, case):
     proc = _run("train", *args, f"--workdir={tmp_path / 'run'}")
     _assert_one_line_usage_error(proc, *needles)
     assert not (tmp_path / "run").exists(), "nothing may start before the config is checked"
+
+
+# The other tools: a flag or config value out of range.
+BAD_FLAGS = {
+    "sample zero samples": ("sample", ["--pretrained=qm9_symdiff_cpu", "--num_samples=0"], ["num_samples", "0"]),
+    "evaluate zero runs": ("evaluate", ["--pretrained=qm9_symdiff_cpu", "--num_runs=0"], ["num_runs", "0"]),
+    "benchmark zero batch": ("benchmark", [QM9, "--batch_size=0"], ["batch_size", "0"]),
+    "benchmark zero scan steps": ("benchmark", [QM9, "--scan_steps=0"], ["scan_steps", "0"]),
+    "benchmark too few timed steps": ("benchmark", [QM9, "--num_steps=3"], ["num_steps", "3", "10"]),
+    "benchmark no warmup": ("benchmark", [QM9, "--warmup=0"], ["warmup", "0"]),
+    "benchmark config out of range": ("benchmark", [QM9, "--config.batch_size=0"], ["batch_size", ">= 1"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FLAGS))
+def test_bad_flag_of_each_tool_is_one_line_and_exit_2(case):
+    tool, args, needles = BAD_FLAGS[case]
+    _assert_one_line_usage_error(_run(tool, *args), *needles)
 
 
 def test_unknown_key_names_the_closest_valid_keys(tmp_path):
