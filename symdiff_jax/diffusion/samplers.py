@@ -189,6 +189,22 @@ def _check_prediction(prediction: str) -> None:
         raise ValueError(f"Unknown prediction kind {prediction!r}; expected one of {PREDICTIONS}.")
 
 
+def _check_sampler_inputs(
+    z_T: jax.Array, mask: jax.Array | None, prediction: str, num_steps, schedule: Schedule
+) -> int:
+    """The checks of a grid sampler's arguments; returns `num_steps` as an int."""
+    _check_batch(z_T, mask, "z_T")
+    _check_prediction(prediction)
+    return _check_num_steps(num_steps, schedule)
+
+
+def _step_times(i: jax.Array, batch: int, n: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """`(s, t) = ((i - 1) / n, i / n)`, each `[batch]`: the times of reverse step `i`."""
+    t = jnp.full((batch,), i, dtype) / n
+    s = jnp.full((batch,), i - 1, dtype) / n
+    return s, t
+
+
 def prior_sample(
     key: jax.Array,
     shape,
@@ -252,14 +268,11 @@ def sample_ancestral(
     Returns:
       `z_0 [B, N, d]`, or `(z_0, trajectory)`.
     """
-    _check_batch(z_T, mask, "z_T")
-    _check_prediction(prediction)
-    n = _check_num_steps(num_steps, schedule)
+    n = _check_sampler_inputs(z_T, mask, prediction, num_steps, schedule)
     batch, dtype = z_T.shape[0], z_T.dtype
 
     def body(z, i):
-        t = jnp.full((batch,), i, dtype) / n
-        s = jnp.full((batch,), i - 1, dtype) / n
+        s, t = _step_times(i, batch, n, dtype)
         k_model, k_noise = jax.random.split(jax.random.fold_in(key, i))
         pred = model_fn(k_model, z, t)
         alpha_t, sigma_t = schedule.alpha_sigma(t)
@@ -309,14 +322,11 @@ def sample_ddim(
     Returns:
       `z_0 [B, N, d]` (or `x0_hat`, see `final_prediction`), or `(z_0, trajectory)`.
     """
-    _check_batch(z_T, mask, "z_T")
-    _check_prediction(prediction)
-    n = _check_num_steps(num_steps, schedule)
+    n = _check_sampler_inputs(z_T, mask, prediction, num_steps, schedule)
     batch, dtype = z_T.shape[0], z_T.dtype
 
     def body(z, i):
-        t = jnp.full((batch,), i, dtype) / n
-        s = jnp.full((batch,), i - 1, dtype) / n
+        s, t = _step_times(i, batch, n, dtype)
         pred = model_fn(jax.random.fold_in(key, i), z, t)
         alpha_t, sigma_t = schedule.alpha_sigma(t)
         alpha_s, sigma_s = schedule.alpha_sigma(s)
