@@ -233,6 +233,12 @@ def _scan(body, z0, xs, return_trajectory: bool):
     return z_final
 
 
+def _reverse_scan(body, z_T: jax.Array, mask, n: int, return_trajectory: bool):
+    """`body(z, i)` for the reverse steps `i = n, ..., 1` from `z_T` (padded rows zeroed)."""
+    z_T = project(z_T, mask, com_free=False)
+    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
+
+
 def sample_ancestral(
     key: jax.Array,
     model_fn: ModelFn,
@@ -279,8 +285,7 @@ def sample_ancestral(
         eps_hat = to_eps(pred, prediction, z, alpha_t, sigma_t)
         return ancestral_step(k_noise, z, eps_hat, s, t, schedule, mask, com_free, position_dims)
 
-    z_T = project(z_T, mask, com_free=False)
-    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
+    return _reverse_scan(body, z_T, mask, n, return_trajectory)
 
 
 def sample_ddim(
@@ -336,8 +341,7 @@ def sample_ddim(
             z_s = jnp.where(i == 1, x0_hat, z_s)
         return project(z_s, mask, com_free, position_dims)
 
-    z_T = project(z_T, mask, com_free=False)
-    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
+    return _reverse_scan(body, z_T, mask, n, return_trajectory)
 
 
 def sample_ode(
