@@ -38,10 +38,10 @@ runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 
-from experiments.qm9.model_flags import define_model_flags  # noqa: E402
+from experiments.qm9 import model_flags  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
-_PRETRAINED, _OFFICIAL, _GAMMA_COMPOSITION = define_model_flags()
+_SAMPLING = model_flags.define_sampling_flags()
 _OUT = flags.DEFINE_string(
     "out", None, "--pretrained/--official: directory of metrics.json (default workdirs/<name>)."
 )
@@ -66,31 +66,6 @@ _MAX_TEST = flags.DEFINE_integer(
 _NOVELTY = flags.DEFINE_boolean(
     "novelty", None, "Score novelty against the training split (default: config.evaluate.novelty)."
 )
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "latest", "'latest', 'best' (lowest val/nll) or a step number."
-)
-_NUM_STEPS = flags.DEFINE_integer(
-    "num_steps", None, "Sampling steps (default: config.sample.num_steps).", lower_bound=1
-)
-_SAMPLER = flags.DEFINE_enum(
-    "sampler",
-    None,
-    ["ancestral", "ddim", "euler"],
-    "Sampler (default: config.sample.sampler; euler for flow-matching runs).",
-)
-_SEED = flags.DEFINE_integer("seed", None, "PRNG seed (default: config.seed).")
-_COMPUTE_DTYPE = flags.DEFINE_enum(
-    "compute_dtype",
-    None,
-    ["float32", "bfloat16"],
-    "QM9 runs: matmul dtype of the model (default: the run's model.compute_dtype).",
-)
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size",
-    None,
-    "Molecules per compiled sampling batch (default: config.sample.batch_size).",
-    lower_bound=1,
-)
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show progress bars.")
 _NUM_MOLECULES = flags.DEFINE_integer(
     "num_molecules",
@@ -113,17 +88,12 @@ _WORKERS = flags.DEFINE_integer(
 )
 
 
-def _pick(flag_value, default):
-    return default if flag_value is None else flag_value
-
-
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     from experiments.common.io import experiment_of, write_metrics
     from experiments.qm9 import evaluate as evaluation
-    from experiments.qm9.pretrained import resolve_source_or_exit
-    from experiments.qm9.sampling import check_sampler, generator_of
+    from experiments.qm9.sampling import generator_of
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
@@ -133,33 +103,19 @@ def main(argv) -> None:
     if workdir and experiment_of(workdir) == "conformers":
         _evaluate_conformers(workdir)
         return
-    source = resolve_source_or_exit(
-        workdir,
-        _PRETRAINED.value,
-        _OFFICIAL.value,
-        checkpoint=_CHECKPOINT.value,
-        gamma_composition=_GAMMA_COMPOSITION.value,
-        compute_dtype=_COMPUTE_DTYPE.value,
-        out=_OUT.value,
-    )
+    source = model_flags.resolve_source(_SAMPLING, workdir, out=_OUT.value)
     run, workdir = source.run, source.out_dir
     config, ev = run.config, run.config.evaluate
-    num_samples = _pick(_NUM_SAMPLES.value, ev.num_samples)
-    num_runs = _pick(_NUM_RUNS.value, ev.num_runs)
-    num_steps = _pick(_NUM_STEPS.value, config.sample.num_steps)
-    sampler = _pick(_SAMPLER.value, config.sample.sampler)
-    seed = _pick(_SEED.value, config.seed)
-    novelty = _pick(_NOVELTY.value, ev.novelty)
-    with_nll = _pick(_TEST_NLL.value, ev.test_nll)
-    max_test = _pick(_MAX_TEST.value, ev.max_test)
-    try:
-        check_sampler(config, sampler)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
+    num_samples = model_flags.or_default(_NUM_SAMPLES.value, ev.num_samples)
+    num_runs = model_flags.or_default(_NUM_RUNS.value, ev.num_runs)
+    num_steps, sampler, seed = model_flags.sampling_settings(_SAMPLING, config)
+    novelty = model_flags.or_default(_NOVELTY.value, ev.novelty)
+    with_nll = model_flags.or_default(_TEST_NLL.value, ev.test_nll)
     if with_nll and generator_of(config) != "diffusion":
         raise SystemExit(
             "error: a flow-matching run has no test NLL (the diffusion VLB); pass --notest_nll."
         )
+    max_test = model_flags.or_default(_MAX_TEST.value, ev.max_test)
 
     start = time.time()
     k_samples, k_nll = jax.random.split(jax.random.key(seed))
@@ -168,7 +124,7 @@ def main(argv) -> None:
     )
     metrics = {
         "eval/model": source.label,
-        "eval/checkpoint": _CHECKPOINT.value,
+        "eval/checkpoint": _SAMPLING.checkpoint.value,
         "eval/checkpoint_step": run.step,
         "eval/num_samples": num_samples,
         "eval/num_runs": num_runs,
@@ -185,7 +141,7 @@ def main(argv) -> None:
             num_runs=num_runs,
             num_steps=num_steps,
             sampler=sampler,
-            batch_size=_BATCH_SIZE.value,
+            batch_size=_SAMPLING.batch_size.value,
             histogram=histogram,
             train_smiles=evaluation.novelty_reference(config) if novelty else None,
             progress=_PROGRESS.value,
@@ -219,17 +175,19 @@ def _evaluate_conformers(workdir: str) -> None:
     from experiments.conformers import evaluate as conformer_evaluation
     from experiments.qm9.evaluate import format_table
 
-    run = load_run_or_exit(workdir, _CHECKPOINT.value, conformer_evaluation.load_conformer_run)
-    seed = _pick(_SEED.value, run.config.seed)
+    run = load_run_or_exit(
+        workdir, _SAMPLING.checkpoint.value, conformer_evaluation.load_conformer_run
+    )
+    seed = model_flags.or_default(_SAMPLING.seed.value, run.config.seed)
     start = time.time()
-    metrics = {"eval/checkpoint": _CHECKPOINT.value, "eval/checkpoint_step": run.step}
+    metrics = {"eval/checkpoint": _SAMPLING.checkpoint.value, "eval/checkpoint_step": run.step}
     metrics.update(
         conformer_evaluation.evaluate_conformer_run(
             run,
             jax.random.key(seed),
             num_molecules=_NUM_MOLECULES.value,
             per_reference=_PER_REFERENCE.value,
-            num_steps=_NUM_STEPS.value,
+            num_steps=_SAMPLING.num_steps.value,
             num_workers=_WORKERS.value,
             progress=_PROGRESS.value,
         )

@@ -27,40 +27,14 @@ runtime.keep_freed_memory()  # XLA's per-step scratch memory stays mapped
 
 from absl import app, flags  # noqa: E402 (after the XLA flags)
 
-from experiments.qm9.model_flags import define_model_flags  # noqa: E402
+from experiments.qm9 import model_flags  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
-_PRETRAINED, _OFFICIAL, _GAMMA_COMPOSITION = define_model_flags()
+_SAMPLING = model_flags.define_sampling_flags()
 _NUM_SAMPLES = flags.DEFINE_integer(
     "num_samples", None, "Molecules to draw (default: config.evaluate.num_samples).", lower_bound=1
 )
-_NUM_STEPS = flags.DEFINE_integer(
-    "num_steps", None, "Sampling steps (default: config.sample.num_steps).", lower_bound=1
-)
-_SAMPLER = flags.DEFINE_enum(
-    "sampler",
-    None,
-    ["ancestral", "ddim", "euler"],
-    "Sampler (default: config.sample.sampler; euler for flow-matching runs).",
-)
-_SEED = flags.DEFINE_integer("seed", None, "PRNG seed (default: config.seed).")
-_CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", "latest", "'latest', 'best' (lowest val/nll) or a step number."
-)
 _OUT = flags.DEFINE_string("out", None, "Output directory (default: <workdir>/samples_<tag>).")
-_BATCH_SIZE = flags.DEFINE_integer(
-    "batch_size",
-    None,
-    "Molecules per compiled batch (default: config.sample.batch_size).",
-    lower_bound=1,
-)
-_COMPUTE_DTYPE = flags.DEFINE_enum(
-    "compute_dtype",
-    None,
-    ["float32", "bfloat16"],
-    "Matmul dtype of the model (default: the run's model.compute_dtype); bfloat16 samples a "
-    "float32 checkpoint with bf16 matmuls (faster on GPUs and CPUs with AVX-512 BF16).",
-)
 _PICTURE = flags.DEFINE_boolean("picture", True, "Also draw samples.png.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
 
@@ -71,33 +45,18 @@ def main(argv) -> None:
     from experiments.common.io import write_json
     from experiments.common.memory import exit_unless_fits
     from experiments.qm9 import evaluate as evaluation
-    from experiments.qm9.pretrained import resolve_source_or_exit
-    from experiments.qm9.sampling import check_sampler, save_samples
+    from experiments.qm9.sampling import save_samples
 
     runtime.quiet_library_logs()
     runtime.enable_compilation_cache()
     import jax
 
-    source = resolve_source_or_exit(
-        _WORKDIR.value,
-        _PRETRAINED.value,
-        _OFFICIAL.value,
-        checkpoint=_CHECKPOINT.value,
-        gamma_composition=_GAMMA_COMPOSITION.value,
-        compute_dtype=_COMPUTE_DTYPE.value,
-        writes=_OUT.value is None,
-    )
+    source = model_flags.resolve_source(_SAMPLING, _WORKDIR.value, writes=_OUT.value is None)
     run, workdir = source.run, source.out_dir
     config = run.config
     num_samples = _NUM_SAMPLES.value or config.evaluate.num_samples
-    num_steps = _NUM_STEPS.value or config.sample.num_steps
-    sampler = _SAMPLER.value or config.sample.sampler
-    try:
-        check_sampler(config, sampler)
-    except ValueError as err:
-        raise SystemExit(f"error: {err}") from None
-    seed = config.seed if _SEED.value is None else _SEED.value
-    batch_size = min(_BATCH_SIZE.value or config.sample.batch_size, num_samples)
+    num_steps, sampler, seed = model_flags.sampling_settings(_SAMPLING, config)
+    batch_size = min(_SAMPLING.batch_size.value or config.sample.batch_size, num_samples)
     exit_unless_fits(num_samples, config.data.max_atoms)
     tag = f"step{run.step}_{sampler}{num_steps}_seed{seed}_n{num_samples}"
     out = _OUT.value or os.path.join(workdir, f"samples_{tag}")
@@ -119,7 +78,7 @@ def main(argv) -> None:
     summary = {
         "workdir": os.path.abspath(run.workdir),
         "model": source.label,
-        "checkpoint": _CHECKPOINT.value,
+        "checkpoint": _SAMPLING.checkpoint.value,
         "checkpoint_step": run.step,
         "num_samples": num_samples,
         "num_steps": num_steps,

@@ -40,6 +40,7 @@ from symdiff_jax.data import num_atoms_log_prob, size_histogram
 from symdiff_jax.diffusion.molecules import molecules_from_batch
 from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.losses.molecules import nll_terms
+from symdiff_jax.metrics.records import shared_keys
 from symdiff_jax.models.factory import compute_dtype as compute_dtype_of
 
 PREFIX = "eval/"
@@ -227,15 +228,7 @@ def summarise_runs(
     Raises:
       ValueError: no runs, or runs with different metric names.
     """
-    if not per_run:
-        raise ValueError("summarise_runs needs at least one run; got none.")
-    names = list(per_run[0])
-    for i, run in enumerate(per_run):
-        if set(run) != set(names):
-            raise ValueError(
-                f"run {i} has metrics {sorted(run)}, run 0 has {sorted(names)}; every run must "
-                "report the same metrics."
-            )
+    names = shared_keys(per_run, "run")
     out: dict[str, float] = {}
     for name in names:
         values = np.array([float(run[name]) for run in per_run], dtype=np.float64)

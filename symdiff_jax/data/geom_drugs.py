@@ -37,7 +37,13 @@ from typing import Any
 
 import numpy as np
 
-from symdiff_jax.data.features import CHARGE_SCALE, ONE_HOT_SCALE, array_module
+from symdiff_jax.data.features import (
+    CHARGE_SCALE,
+    ONE_HOT_SCALE,
+    array_module,
+    atomic_numbers_from_features,
+    one_hot,
+)
 
 #: Atomic numbers of the GEOM-Drugs atom types (with hydrogens), in one-hot order (EDM).
 GEOM_ATOM_TYPES: tuple[int, ...] = (1, 5, 6, 7, 8, 9, 13, 14, 15, 16, 17, 33, 35, 53, 80, 83)
@@ -373,12 +379,7 @@ def geom_one_hot(charges: Any, mask: Any = None) -> Any:
 
     Padded atoms and elements outside the list get a zero row; `mask` zeroes more rows.
     """
-    xp = array_module(charges, mask)
-    z = xp.asarray(charges)
-    oh = (z[..., None] == xp.asarray(GEOM_ATOM_TYPES)).astype(xp.float32)
-    if mask is not None:
-        oh = oh * xp.asarray(mask, dtype=xp.float32)[..., None]
-    return oh
+    return one_hot(charges, mask, GEOM_ATOM_TYPES)
 
 
 def geom_features(
@@ -425,13 +426,7 @@ def atomic_numbers_from_geom_features(h: Any, mask: Any = None) -> Any:
     Takes the argmax of the 16 one-hot channels and maps it to `GEOM_ATOM_TYPES`; padded
     atoms (mask 0) get 0. Returns int32 `[..., N]`.
     """
-    xp = array_module(h, mask)
-    h = xp.asarray(h)
-    types = xp.asarray(GEOM_ATOM_TYPES, dtype=xp.int32)
-    z = types[xp.argmax(h[..., : len(GEOM_ATOM_TYPES)], axis=-1)]
-    if mask is not None:
-        z = xp.where(xp.asarray(mask) > 0, z, 0)
-    return z.astype(xp.int32)
+    return atomic_numbers_from_features(h, mask, GEOM_ATOM_TYPES)
 
 
 __all__ = [

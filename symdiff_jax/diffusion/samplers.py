@@ -189,6 +189,22 @@ def _check_prediction(prediction: str) -> None:
         raise ValueError(f"Unknown prediction kind {prediction!r}; expected one of {PREDICTIONS}.")
 
 
+def _check_sampler_inputs(
+    z_T: jax.Array, mask: jax.Array | None, prediction: str, num_steps, schedule: Schedule
+) -> int:
+    """The checks of a grid sampler's arguments; returns `num_steps` as an int."""
+    _check_batch(z_T, mask, "z_T")
+    _check_prediction(prediction)
+    return _check_num_steps(num_steps, schedule)
+
+
+def _step_times(i: jax.Array, batch: int, n: int, dtype) -> tuple[jax.Array, jax.Array]:
+    """`(s, t) = ((i - 1) / n, i / n)`, each `[batch]`: the times of reverse step `i`."""
+    t = jnp.full((batch,), i, dtype) / n
+    s = jnp.full((batch,), i - 1, dtype) / n
+    return s, t
+
+
 def prior_sample(
     key: jax.Array,
     shape,
@@ -215,6 +231,12 @@ def _scan(body, z0, xs, return_trajectory: bool):
         traj = jnp.concatenate([z0[None], traj], axis=0)
         return z_final, traj
     return z_final
+
+
+def _reverse_scan(body, z_T: jax.Array, mask, n: int, return_trajectory: bool):
+    """`body(z, i)` for the reverse steps `i = n, ..., 1` from `z_T` (padded rows zeroed)."""
+    z_T = project(z_T, mask, com_free=False)
+    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
 
 
 def sample_ancestral(
@@ -252,22 +274,18 @@ def sample_ancestral(
     Returns:
       `z_0 [B, N, d]`, or `(z_0, trajectory)`.
     """
-    _check_batch(z_T, mask, "z_T")
-    _check_prediction(prediction)
-    n = _check_num_steps(num_steps, schedule)
+    n = _check_sampler_inputs(z_T, mask, prediction, num_steps, schedule)
     batch, dtype = z_T.shape[0], z_T.dtype
 
     def body(z, i):
-        t = jnp.full((batch,), i, dtype) / n
-        s = jnp.full((batch,), i - 1, dtype) / n
+        s, t = _step_times(i, batch, n, dtype)
         k_model, k_noise = jax.random.split(jax.random.fold_in(key, i))
         pred = model_fn(k_model, z, t)
         alpha_t, sigma_t = schedule.alpha_sigma(t)
         eps_hat = to_eps(pred, prediction, z, alpha_t, sigma_t)
         return ancestral_step(k_noise, z, eps_hat, s, t, schedule, mask, com_free, position_dims)
 
-    z_T = project(z_T, mask, com_free=False)
-    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
+    return _reverse_scan(body, z_T, mask, n, return_trajectory)
 
 
 def sample_ddim(
@@ -309,14 +327,11 @@ def sample_ddim(
     Returns:
       `z_0 [B, N, d]` (or `x0_hat`, see `final_prediction`), or `(z_0, trajectory)`.
     """
-    _check_batch(z_T, mask, "z_T")
-    _check_prediction(prediction)
-    n = _check_num_steps(num_steps, schedule)
+    n = _check_sampler_inputs(z_T, mask, prediction, num_steps, schedule)
     batch, dtype = z_T.shape[0], z_T.dtype
 
     def body(z, i):
-        t = jnp.full((batch,), i, dtype) / n
-        s = jnp.full((batch,), i - 1, dtype) / n
+        s, t = _step_times(i, batch, n, dtype)
         pred = model_fn(jax.random.fold_in(key, i), z, t)
         alpha_t, sigma_t = schedule.alpha_sigma(t)
         alpha_s, sigma_s = schedule.alpha_sigma(s)
@@ -326,8 +341,7 @@ def sample_ddim(
             z_s = jnp.where(i == 1, x0_hat, z_s)
         return project(z_s, mask, com_free, position_dims)
 
-    z_T = project(z_T, mask, com_free=False)
-    return _scan(body, z_T, jnp.arange(n, 0, -1), return_trajectory)
+    return _reverse_scan(body, z_T, mask, n, return_trajectory)
 
 
 def sample_ode(

@@ -62,9 +62,10 @@ def masked_mean(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     such a mask gives NaN.
     """
     m = _mask_or_ones(x, mask)
+    if mask is not None:
+        m = poison(m, binary(m))  # NaN mask, NaN mean: poisoned before the sums, not after
     count = jnp.maximum(jnp.sum(m, axis=-1, keepdims=True), 1.0)
-    mean = jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
-    return mean if mask is None else poison(mean, binary(m))
+    return jnp.sum(x * m[..., None], axis=-2, keepdims=True) / count[..., None]
 
 
 def remove_com(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
@@ -78,8 +79,7 @@ def remove_com(x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
     check_points(x)
     check_finite(x, "x")
     m = _mask_or_ones(x, mask)
-    out = (x - masked_mean(x, mask)) * m[..., None]
-    return out if mask is None else poison(out, binary(m))
+    return (x - masked_mean(x, mask)) * m[..., None]  # a non-binary mask: NaN mean, NaN out
 
 
 def com_free_normal(key: jax.Array, shape, mask: jax.Array | None = None, dtype=None) -> jax.Array:

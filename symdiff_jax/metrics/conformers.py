@@ -44,6 +44,8 @@ import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdMolAlign
 
+from symdiff_jax.metrics.records import shared_keys
+
 DEFAULT_THRESHOLDS = (0.1, 0.5)
 
 
@@ -256,15 +258,7 @@ def summarise(per_molecule: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
       dict; scalars come back as floats.
     """
     per_molecule = list(per_molecule)
-    if not per_molecule:
-        raise ValueError("summarise needs at least one per-molecule dict; got none.")
-    keys = list(per_molecule[0])
-    for i, d in enumerate(per_molecule):
-        if set(d) != set(keys):
-            raise ValueError(
-                f"per_molecule[{i}] has keys {sorted(d)} but per_molecule[0] has "
-                f"{sorted(keys)}; every molecule must report the same metrics."
-            )
+    keys = shared_keys(per_molecule, "molecule")
     out: dict[str, Any] = {}
     for k in keys:
         values = np.stack([np.asarray(d[k], np.float64) for d in per_molecule])

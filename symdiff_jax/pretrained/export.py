@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -71,7 +72,7 @@ def flat_params(params: Any) -> dict[str, np.ndarray]:
     out = {}
     for name, leaf in named_leaves(params):
         value = np.asarray(jax.device_get(leaf))
-        if not np.issubdtype(value.dtype, np.floating):
+        if not jnp.issubdtype(value.dtype, jnp.floating):  # bfloat16 too
             raise ValueError(f"Parameter {name} has dtype {value.dtype}; expected a float array.")
         value = value.astype(np.float32)
         if not np.all(np.isfinite(value)):

@@ -69,7 +69,7 @@ def symmetrise(
     Raises (from the returned kernel): with the default action, ValueError when the
     kernel's output positions do not have the dimension of the group element
     (`[..., N, d]` for `g [..., d, d]`); with the default inverse (the transpose), when a
-    concrete `g` is not orthogonal. Under jit a non-orthogonal `g` gives NaN outputs.
+    concrete `g` is not orthogonal. Under jit a non-orthogonal `g` gives NaN outputs (and a NaN returned `g`).
     """
     rotations_out = out_act is None and act is None
     orthogonal = invert is None
@@ -82,14 +82,11 @@ def symmetrise(
         g = gamma(key_group, x, *args, **kwargs)
         if orthogonal:
             check_orthogonal(g, "the group element g returned by gamma")
+            g = poison_non_orthogonal(g)
         y = kernel(key_kernel, act(invert(g), x), *args, **kwargs)
         if rotations_out:
             check_kernel_output(y, g)
         y = out_act(g, y)
-        if orthogonal:
-            g_arr = jnp.asarray(g)
-            ok = orthogonality_error(g_arr) <= orthogonality_tolerance(g_arr.dtype)
-            y = jax.tree.map(lambda leaf: poison_floating(leaf, ok), y)
         return (y, g) if return_group else y
 
     return symmetrised_kernel
@@ -105,6 +102,18 @@ def check_kernel_output(y: Any, g: jax.Array) -> None:
             f"shape {tuple(g_shape)}, so the kernel must return [..., N, {g_shape[-1]}] "
             "(check the kernel's output, not the rotation)."
         )
+
+
+def poison_non_orthogonal(g: jax.Array) -> jax.Array:
+    """`g` set to NaN unless every matrix of `g [..., d, d]` is orthogonal to sqrt(eps).
+
+    Under jit a non-orthogonal group element then makes the whole symmetrised output
+    NaN (the check of concrete values is `check_orthogonal`). The input side is
+    poisoned, not the output, so a valid `g` leaves the compiled computation unchanged.
+    """
+    g_arr = jnp.asarray(g)
+    ok = orthogonality_error(g_arr) <= orthogonality_tolerance(g_arr.dtype)
+    return poison_floating(g_arr, ok)
 
 
 def poison_floating(leaf: Any, ok: jax.Array) -> Any:

@@ -143,5 +143,6 @@ def data_target_loss(
     Returns:
       `[...]` unreduced per-example loss.
     """
-    target = target_in_form(jnp.asarray(x0), x_t, alpha, sigma, form)
-    return _weighted_squared_error(pred, target, mask, weight)
+    return symmetrised_target_loss(
+        pred, x0, form=form, x_t=x_t, alpha=alpha, sigma=sigma, mask=mask, weight=weight
+    )
