@@ -136,8 +136,26 @@ def sample_molecules(
             k_steps, model_fn, z, schedule, num_steps, mask, "eps", com_free=True, position_dims=d
         )
     xh = sample_x_given_z0(k_final, model_fn, z0, schedule, mask, prediction="eps", position_dims=d)
+    return decode_molecules(xh[..., :d], z0[..., d:], mask, spec)
+
+
+def decode_molecules(
+    positions: Array, h: Array, mask: Array, spec: FeatureSpec = QM9_FEATURES
+) -> dict[str, Array]:
+    """A sampler's output dict: positions, and features decoded as EDM does (`discretise_features`).
+
+    Args:
+      positions: `[B, N, 3]` sampled positions.
+      h: `[B, N, F]` sampled scaled features.
+      mask: `[B, N]`.
+      spec: the feature layout.
+
+    Returns:
+      dict with `positions`, `one_hot [B, N, C]` int32, `charges [B, N]` int32 (zero if the
+      spec has no charge column) and `mask`.
+    """
     one_hot, charges = discretise_features(
-        z0[..., d:],
+        h,
         spec.num_classes,
         mask,
         spec.include_charges,
@@ -146,4 +164,4 @@ def sample_molecules(
     )
     if charges is None:
         charges = jnp.zeros(mask.shape, jnp.int32)
-    return {"positions": xh[..., :d], "one_hot": one_hot, "charges": charges, "mask": mask}
+    return {"positions": positions, "one_hot": one_hot, "charges": charges, "mask": mask}

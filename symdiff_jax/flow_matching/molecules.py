@@ -15,8 +15,13 @@ import jax
 import jax.numpy as jnp
 
 from symdiff_jax.diffusion.forward import project, sample_noise
-from symdiff_jax.diffusion.molecules import QM9_FEATURES, Denoiser, FeatureSpec, Molecules
-from symdiff_jax.diffusion.samplers import discretise_features
+from symdiff_jax.diffusion.molecules import (
+    QM9_FEATURES,
+    Denoiser,
+    FeatureSpec,
+    Molecules,
+    decode_molecules,
+)
 from symdiff_jax.flow_matching.paths import conditional_path, conditional_velocity, path_std
 from symdiff_jax.flow_matching.sampler import euler_step
 from symdiff_jax.losses.molecules import X_TARGETS, own_orbit_posterior_mean
@@ -132,14 +137,4 @@ def sample_molecules_flow(
 
     times = dt * jnp.arange(int(num_steps), dtype=dtype)
     z, _ = jax.lax.scan(body, z, (jax.random.split(k_steps, int(num_steps)), times))
-    one_hot, charges = discretise_features(
-        z[..., d:],
-        spec.num_classes,
-        mask,
-        spec.include_charges,
-        spec.onehot_scale,
-        spec.charge_scale,
-    )
-    if charges is None:
-        charges = jnp.zeros(mask.shape, jnp.int32)
-    return {"positions": z[..., :d], "one_hot": one_hot, "charges": charges, "mask": mask}
+    return decode_molecules(z[..., :d], z[..., d:], mask, spec)
