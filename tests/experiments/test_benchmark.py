@@ -237,6 +237,7 @@ def test_batch_max_atoms_mean_is_the_mean_over_every_possible_batch():
         benchmark_figures.batch_max_atoms_mean(sizes, 0)
 
 
+@pytest.mark.slow
 def test_bucketed_figures_are_the_weighted_widths():
     """Each bucket's batch has molecules of its size range; the average uses the weights."""
     config = qm9_config("symdiff", "smoke")

@@ -51,6 +51,7 @@ def _assert_exact(report: dict, num_kills: int) -> None:
         assert chain["result"]["final_loss"] == chain["result"]["ref_final_loss"]
 
 
+@pytest.mark.slow
 def test_three_kills_then_resume_is_exact(tmp_path):
     report = _kill_resume(tmp_path, "--num_kills=3", "--seed=0", "--steps=6")
     _assert_exact(report, 3)

@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 
 import configs
 from experiments.common.io import write_config
@@ -10,6 +11,7 @@ from experiments.qm9 import train
 from symdiff_jax.testing.fake_data import write_fake_geom_drugs
 
 
+@pytest.mark.slow
 def test_geom_symdiff_smoke_runs_end_to_end(tmp_path):
     write_fake_geom_drugs(tmp_path / "geom", num_molecules=4, conformations=30, sizes=(4, 10))
     config = configs.get_config("geom_symdiff", "smoke")

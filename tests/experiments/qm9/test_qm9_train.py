@@ -145,6 +145,7 @@ def test_corrupt_checkpoint_is_an_error_and_nothing_is_overwritten(tmp_path, dam
     assert before == after
 
 
+@pytest.mark.slow
 def test_init_from_loads_the_dit_as_eps_theta_and_freeze_keeps_it(tmp_path):
     train(smoke("dit", num_train_steps=2), tmp_path / "dit")
     dit_ema = nnx.to_pure_dict(final_state(tmp_path / "dit").ema_params)["eps_net"]
