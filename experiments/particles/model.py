@@ -9,9 +9,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from symdiff_jax.groups import remove_com
-from symdiff_jax.models.dit import DiT
 from symdiff_jax.models.egnn import EGNN
-from symdiff_jax.models.factory import build_gamma_net
+from symdiff_jax.models.factory import build_dit, build_gamma_net
 from symdiff_jax.symmetrise import haar_gamma, recursive_gamma
 
 GROUPS = {2: "O2", 3: "O3"}
@@ -40,18 +39,7 @@ class ParticleNet(nnx.Module):
         if kind == "egnn":
             self.net = EGNN(1, hidden=m.egnn.hidden, num_layers=m.egnn.num_layers, rngs=rngs)
             return
-        self.net = DiT(
-            0,
-            hidden=m.hidden,
-            depth=m.depth,
-            heads=m.heads,
-            mlp_ratio=m.mlp_ratio,
-            node_embed=m.node_embed,
-            num_gaussians=m.num_gaussians,
-            n_dims=dim,
-            mlp=m.mlp,
-            rngs=rngs,
-        )
+        self.net = build_dit(m, 0, rngs, n_dims=dim)
         if kind == "symdiff":
             self.gamma_net = nnx.data(build_gamma_net(m, self.net, rngs, n_dims=dim))
 

@@ -22,8 +22,9 @@ KINDS = ("dit", "symdiff_h", "symdiff", "edm")
 COMPUTE_DTYPES = {"float32": None, "bfloat16": jnp.bfloat16}
 
 
-def build_dit(m, num_features: int, rngs: nnx.Rngs) -> DiT:
-    """The eps-network `eps_theta` from `model.{hidden, depth, heads, ...}`."""
+def build_dit(m, num_features: int, rngs: nnx.Rngs, n_dims: int = 3) -> DiT:
+    """The eps-network `eps_theta` from `model.{hidden, depth, heads, ...}`, for point
+    clouds in `n_dims` dimensions with `num_features` atom features."""
     return DiT(
         num_features,
         hidden=m.hidden,
@@ -32,6 +33,7 @@ def build_dit(m, num_features: int, rngs: nnx.Rngs) -> DiT:
         mlp_ratio=m.mlp_ratio,
         node_embed=m.node_embed,
         num_gaussians=m.num_gaussians,
+        n_dims=n_dims,
         mlp=m.mlp,
         rngs=rngs,
         dtype=compute_dtype(m),
