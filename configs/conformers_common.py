@@ -138,6 +138,7 @@ def base(name: str, source: str, generator: str) -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.time_budget_s = 0.0  # > 0: stop training after this much training time
+    c.train.budget_clock = "wall"  # or "cpu": CPU seconds of the process (equal compute)
     c.train.log_every = 100
     c.train.eval_every = 5000
     c.train.checkpoint_every = 5000

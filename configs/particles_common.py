@@ -137,6 +137,7 @@ def get(system: str, arg: str | None) -> ml_collections.ConfigDict:
 
     c.train = ml_collections.ConfigDict()
     c.train.time_budget_s = 1800.0
+    c.train.budget_clock = "wall"  # or "cpu": CPU seconds of the process (equal compute)
     c.train.log_every = 200
     c.train.eval_every = 2000
     c.train.checkpoint_every = 2000

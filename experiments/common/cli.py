@@ -80,6 +80,13 @@ def _fractions(value: Any) -> str | None:
     return None
 
 
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    def check(value: Any) -> str | None:
+        return None if value in choices else "one of " + ", ".join(map(repr, choices))
+
+    return check
+
+
 # The last component of a key -> its check (the same key means the same thing in every config).
 RULES: dict[str, Callable[[Any], str | None]] = {
     "batch_size": _int_at_least(1),
@@ -107,6 +114,8 @@ RULES: dict[str, Callable[[Any], str | None]] = {
     "max_valid": _int_at_least(0),
     "max_test": _int_at_least(0),
     "split_fractions": _fractions,
+    "time_budget_s": _non_negative_finite,
+    "budget_clock": _one_of("wall", "cpu"),
 }
 
 

@@ -166,6 +166,7 @@ def train_and_evaluate(config, workdir: str, hooks: Hooks) -> dict[str, Any]:
             sample_fn=sample_fn,
             progress=config.train.progress_bar,
             time_budget_s=config.train.get("time_budget_s", 0.0) or None,
+            budget_clock=config.train.get("budget_clock", "wall"),
         )
         train_time = time.time() - t_train
         checkpointer.close()

@@ -5,9 +5,12 @@ r"""Variants of a particle system at equal wall-clock training budget, several s
         --root workdirs/compare_dw4 --out workdirs/compare_dw4/table.md
 
 Each (variant, seed) is one `python -m experiments.train` run with
-`train.time_budget_s = budget_s` (the training wall time, compilation included; evaluation
-and checkpoints excluded) and `evaluate.num_samples` samples; the seeds of one variant run
-side by side (`--parallel`), so every variant sees the machine the same way. The table
+`train.time_budget_s = budget_s` on the `--clock` (default "cpu": the CPU seconds of the run's
+process, compilation included, evaluation and checkpoints excluded: equal compute however
+busy the machine is; "wall": wall-clock seconds) and `evaluate.num_samples` samples; the
+seeds of one variant run side by side (`--parallel`). A run whose `metrics.json` exists is
+read, not repeated, so an interrupted comparison continues where it stopped; the table is
+rewritten after every variant. The table
 gives mean +- std over seeds (std with ddof = 1) of `energy_w2`, `distance_tv` and
 `sample_s_per_1000`, the mean training steps reached, and `nll` where defined.
 """
@@ -27,7 +30,8 @@ _VARIANTS = flags.DEFINE_string(
     "variants", "egnn_flow,symdiff,symdiff_h,dit_aug,dit", "Comma-separated variants."
 )
 _SEEDS = flags.DEFINE_string("seeds", "0,1,2", "Comma-separated seeds.")
-_BUDGET = flags.DEFINE_float("budget_s", 120.0, "Training wall-clock budget per run (s).")
+_BUDGET = flags.DEFINE_float("budget_s", 120.0, "Training budget per run (s, on --clock).")
+_CLOCK = flags.DEFINE_enum("clock", "cpu", ["cpu", "wall"], "Clock of the budget.")
 _SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Samples scored per run.")
 _ROOT = flags.DEFINE_string("root", "workdirs/compare", "Folder of the runs' workdirs.")
 _OUT = flags.DEFINE_string("out", "", "Markdown table path (default: <root>/table.md).")
@@ -38,7 +42,14 @@ COLUMNS = ("energy_w2", "distance_tv", "sample_s_per_1000", "nll")
 
 
 def run_command(
-    system: str, variant: str, seed: int, workdir: str, budget_s: float, samples: int, extra=()
+    system: str,
+    variant: str,
+    seed: int,
+    workdir: str,
+    budget_s: float,
+    samples: int,
+    extra=(),
+    clock: str = "cpu",
 ) -> list[str]:
     """The `experiments.train` command line of one run."""
     return [
@@ -49,6 +60,7 @@ def run_command(
         f"--workdir={workdir}",
         f"--config.seed={seed}",
         f"--config.train.time_budget_s={budget_s}",
+        f"--config.train.budget_clock={clock}",
         "--config.train.eval_every=1000000",
         "--config.train.checkpoint_every=1000000",
         f"--config.evaluate.num_samples={samples}",
@@ -82,8 +94,20 @@ def main(argv) -> None:
         jobs = []
         for seed in seeds:
             workdir = os.path.join(_ROOT.value, f"{variant}_seed{seed}")
+            done = os.path.join(workdir, "metrics.json")
+            if os.path.exists(done):
+                with open(done) as f:
+                    results.setdefault(variant, []).append(json.load(f))
+                continue
             cmd = run_command(
-                _SYSTEM.value, variant, seed, workdir, _BUDGET.value, _SAMPLES.value, extra
+                _SYSTEM.value,
+                variant,
+                seed,
+                workdir,
+                _BUDGET.value,
+                _SAMPLES.value,
+                extra,
+                _CLOCK.value,
             )
             os.makedirs(workdir, exist_ok=True)
             log = open(workdir + ".log", "w")
@@ -92,10 +116,9 @@ def main(argv) -> None:
                 _wait(jobs, results.setdefault(variant, []))
         _wait(jobs, results.setdefault(variant, []))
         print(summarise({variant: results[variant]}), flush=True)
-    table = summarise(results)
-    out = _OUT.value or os.path.join(_ROOT.value, "table.md")
-    with open(out, "w") as f:
-        f.write(table)
+        table = summarise(results)
+        with open(_OUT.value or os.path.join(_ROOT.value, "table.md"), "w") as f:
+            f.write(table)
     print(table)
 
 

@@ -83,6 +83,16 @@ def compile_notice(what: str, every_s: float = 15.0) -> Iterator[None]:
     logging.info("compiled %s in %.1f s (first step included)", what, time.perf_counter() - t0)
 
 
+BUDGET_CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def budget_clock_fn(name: str) -> Callable[[], float]:
+    """The clock a time budget is measured on: "wall" or "cpu" (`BUDGET_CLOCKS`)."""
+    if name not in BUDGET_CLOCKS:
+        raise ValueError(f"Unknown budget clock {name!r}; expected one of {sorted(BUDGET_CLOCKS)}.")
+    return BUDGET_CLOCKS[name]
+
+
 def fit(
     state: TrainState,
     step_fn: Callable[[TrainState, Any, jax.Array], tuple[TrainState, Mapping[str, Any]]],
@@ -100,6 +110,7 @@ def fit(
     sample_fn: Callable[[TrainState], Mapping[str, float]] | None = None,
     progress: bool = True,
     time_budget_s: float | None = None,
+    budget_clock: str = "wall",
 ) -> tuple[TrainState, dict[str, float]]:
     """Trains from `state.step` to `num_steps`.
 
@@ -125,6 +136,9 @@ def fit(
         that step is then treated as the last one (logged, evaluated, checkpointed). None:
         run to `num_steps`. A budget makes the number of steps depend on the machine's
         speed, so compare runs by wall-clock, not step by step.
+      budget_clock: the clock of `time_budget_s`: "wall" (`time.perf_counter`) or
+        "cpu" (`time.process_time`: the CPU seconds of this process, all threads), which
+        gives runs equal compute even when other processes share the machine.
 
     Returns:
       `(state, last)`: the final state and the last logged means (`train/loss`, ...,
@@ -142,7 +156,8 @@ def fit(
     def every(n: int, step: int) -> bool:
         return n > 0 and step % n == 0
 
-    t_begin, t_outside = time.perf_counter(), 0.0  # outside: eval, sample, checkpoint
+    clock = budget_clock_fn(budget_clock)
+    t_begin, t_outside = clock(), 0.0  # outside: eval, sample, checkpoint
     for step in range(start + 1, num_steps + 1):
         batch = next(batches)
         if step == start + 1:  # the first step compiles: a sign of life, then the bar
@@ -163,9 +178,7 @@ def fit(
         else:
             state, metrics = step_fn(state, batch, key)
         buffer.append(metrics)
-        out_of_time = (
-            time_budget_s is not None and time.perf_counter() - t_begin - t_outside > time_budget_s
-        )
+        out_of_time = time_budget_s is not None and clock() - t_begin - t_outside > time_budget_s
         is_last = step == num_steps or out_of_time
         flush = every(log_every, step) or is_last
         evaluate = eval_fn is not None and (every(eval_every, step) or is_last)
@@ -181,7 +194,7 @@ def fit(
         means["train/steps_per_s"] = len(buffer) / max(elapsed, 1e-9)
         buffer, window_start, window_first = [], time.perf_counter(), step
         last.update(means)
-        t_side = time.perf_counter()
+        t_side = clock()
         extra: dict[str, float] = {}
         if evaluate:
             extra.update(eval_fn(state))
@@ -192,7 +205,7 @@ def fit(
             writer.write_scalars(step, {**means, **extra})
         if save:
             checkpointer.save(step, state, metrics=extra or None)
-        t_outside += time.perf_counter() - t_side
+        t_outside += clock() - t_side
         if bar is not None:
             bar.update(per_step)
             bar.set_postfix(
@@ -204,7 +217,12 @@ def fit(
             )
         window_start = time.perf_counter()
         if out_of_time:
-            logging.info("Training time budget of %.0f s reached at step %d.", time_budget_s, step)
+            logging.info(
+                "Training time budget of %.0f s (%s clock) reached at step %d.",
+                time_budget_s,
+                budget_clock,
+                step,
+            )
             break
     if bar is not None:
         bar.close()

@@ -52,6 +52,7 @@ BAD_CONFIGS = {
     "nan learning rate": ([TOY, "--config.learning_rate=nan"], ["learning_rate", "nan", "> 0"]),
     "ema decay of one": ([QM9, "--config.optim.ema_decay=1.0"], ["ema_decay", "1.0", "[0, 1)"]),
     "zero samples": ([QM9, "--config.evaluate.num_samples=0"], ["evaluate.num_samples", ">= 1"]),
+    "unknown budget clock": (["--config=configs/dw4.py:smoke", "--config.train.budget_clock=gpu"], ["budget_clock", "gpu", "'cpu'"]),
     "unknown size": (["--config=configs/qm9_symdiff.py:huge"], ["huge", "small", "smoke"]),
     "missing file": (["--config=configs/no_such_config.py"], ["no_such_config.py"]),
     "unknown flag": ([QM9, "--workdri=/tmp/x"], ["workdri"]),

@@ -217,3 +217,34 @@ def test_compile_notice_logs_start_ticks_and_total(caplog):
     batch = {"positions": np.zeros((5, 9, 3)), "mask": np.ones((5, 9))}
     assert (examples_in(batch), example_unit(batch)) == (5, "mol")
     assert (examples_in(np.zeros((7, 2))), example_unit(np.zeros((7, 2)))) == (7, "ex")
+
+
+@pytest.mark.parametrize("clock, stops_early", [("wall", True), ("cpu", False)])
+def test_the_time_budget_runs_on_the_named_clock(clock, stops_early):
+    """Steps that sleep spend wall time but almost no CPU time: only the wall budget ends them."""
+    state, step = setup()
+    step(state, next(batches(0)), jax.random.key(0))  # compiled before the clocks start
+
+    def sleepy_step(state, batch, key):
+        time.sleep(0.05)
+        return step(state, batch, key)
+
+    state, _ = fit(
+        state,
+        sleepy_step,
+        batches(0),
+        jax.random.key(1),
+        num_steps=30,
+        progress=False,
+        log_every=1000,
+        time_budget_s=0.3,
+        budget_clock=clock,
+    )
+    steps = int(state.step)
+    assert (steps < 30) == stops_early, steps
+
+
+def test_an_unknown_budget_clock_is_refused():
+    state, step = setup()
+    with pytest.raises(ValueError, match="'gpu'.*cpu"):
+        fit(state, step, batches(0), jax.random.key(1), num_steps=2, budget_clock="gpu")
