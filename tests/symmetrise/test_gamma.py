@@ -25,15 +25,7 @@ import pytest
 from symdiff_jax.groups import qr_to_orthogonal
 from symdiff_jax.symmetrise import recursive_gamma, symmetrise
 from symdiff_jax.testing import act_on_rotation, assert_stochastically_equivariant
-
-ALPHA = 1e-3
-MASK = jnp.asarray([1, 1, 1, 0, 1, 0], jnp.float32)
-A = jnp.asarray([[1.2, 0.4, 0.0], [-0.3, 0.8, 0.5], [0.1, 0.0, 1.5]])
-L = jnp.diag(jnp.asarray([1.0, 0.3, 0.3]))
-
-
-def cloud(seed=0):
-    return jax.random.normal(jax.random.key(seed), (6, 3)) * MASK[:, None]
+from tests.symmetrise.clouds import ALPHA, MASK, cloud, linear_kernel
 
 
 def init_params(key, hidden=8, noise_dim=3):
@@ -56,11 +48,6 @@ def invariant_f(params):
         return (params["w"] @ pooled).reshape(3, 3) + params["b"]
 
     return f
-
-
-def linear_kernel(key, x, mask=None):
-    eps = jax.random.normal(key, x.shape) @ L
-    return x @ A + (eps if mask is None else eps * mask[..., None])
 
 
 PARAMS = init_params(jax.random.key(42))
