@@ -16,28 +16,15 @@ from scipy.spatial.transform import Rotation
 from symdiff_jax.targets import symmetrised_target_exact
 from tests.targets.references import haar_rotations, orbit_log_weights
 
-
-def _target(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights, group):
-    return symmetrised_target_exact(
-        x_t,
-        x0,
-        alpha,
-        sigma,
-        group=group,
-        mask=mask,
-        permutations=permutations,
-        bank_log_weights=bank_log_weights,
-    )
-
-
-_exact_named = jax.jit(_target, static_argnames="group")
-_exact_matrices = jax.jit(_target)
+_exact_named = jax.jit(symmetrised_target_exact, static_argnames="group")
+_exact_matrices = jax.jit(symmetrised_target_exact)
 
 
 def _exact(x_t, x0, alpha, sigma, mask=None, permutations=None, bank_log_weights=None, *, group):
     """Jitted symmetrised_target_exact: a group name is static, matrices are traced."""
     fn = _exact_named if isinstance(group, str) else _exact_matrices
-    return fn(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights, group)
+    kw = dict(mask=mask, permutations=permutations, bank_log_weights=bank_log_weights)
+    return fn(x_t, x0, alpha, sigma, group=group, **kw)
 
 
 def _bank(rng, m, n, d=3, scale=1.0, n_real=None):
