@@ -18,12 +18,12 @@ import os
 import time
 from typing import Any
 
-import jax
 import numpy as np
 
 from experiments.common import state as common_state
 from experiments.common.run import Hooks, RunKeys, train_and_evaluate
 from experiments.common.state import make_schedule
+from experiments.common.validation import mean_loss
 from experiments.conformers.benchmark import measure_target_overhead
 from experiments.conformers.evaluate import evaluation_plan, score_conformers, write_sdf
 from experiments.conformers.input_pipeline import DEVICE_KEYS, fixed_batches, num_atom_features
@@ -75,15 +75,6 @@ def make_loss_fn(config, x_target: str | None = None):
         )
 
     return loss_fn
-
-
-def mean_loss(eval_step, params, batches, key) -> float:
-    """Mean per-example loss over fixed batches with fixed keys."""
-    values = [
-        np.asarray(jax.device_get(eval_step(params, b, jax.random.fold_in(key, i))["loss"]))
-        for i, b in enumerate(batches)
-    ]
-    return float(np.concatenate(values).mean())
 
 
 def _batch_stream(train, config, start_step: int = 0):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.common.run import Hooks, RunKeys, train_and_evaluate
+from experiments.common.validation import mean_loss
 from experiments.particles import evaluate as particle_eval
 from experiments.particles.input_pipeline import (
     DEVICE_KEYS,
@@ -62,15 +63,6 @@ def make_loss_fn(config, x_target: str | None = None):
         return {"loss": loss}
 
     return loss_fn
-
-
-def mean_loss(eval_step, params, batches, key) -> float:
-    """Mean per-example loss over fixed batches with fixed keys."""
-    values = [
-        np.asarray(eval_step(params, b, jax.random.fold_in(key, i))["loss"])
-        for i, b in enumerate(batches)
-    ]
-    return float(np.concatenate(values).mean())
 
 
 def final_scores(config, workdir, graphdef, params, key, splits, write: bool) -> dict[str, Any]:

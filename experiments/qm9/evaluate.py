@@ -28,6 +28,7 @@ import numpy as np
 
 from experiments.common.restore import RestoredRun, config_argument, restore_run
 from experiments.common.state import make_schedule
+from experiments.common.validation import batch_outputs
 from experiments.qm9.input_pipeline import dataset_of, fixed_batches, load_split
 from experiments.qm9.model import abstract_state
 from experiments.qm9.sampling import (
@@ -77,8 +78,7 @@ def validation_nll(
     `name` picks another per-example output of the step to average (e.g. "loss").
     """
     total, count = 0.0, 0
-    for i, batch in enumerate(batches):
-        nll = np.asarray(jax.device_get(nll_step(params, batch, jax.random.fold_in(key, i))[name]))
+    for nll in batch_outputs(nll_step, params, batches, key, name):
         total, count = total + float(nll.sum()), count + nll.size
     return total / max(count, 1)
 

@@ -81,24 +81,29 @@ def _check_kind(kind: str) -> None:
         )
 
 
+# _CONVERSIONS[target][kind]: `(z_t, pred, alpha, sigma) -> target` for `kind != target`.
+_CONVERSIONS = {
+    "x0": {"eps": x0_from_eps, "v": x0_from_v},
+    "eps": {"x0": eps_from_x0, "v": eps_from_v},
+}
+
+
+def _convert(pred: jax.Array, kind: str, target: str, z_t: jax.Array, alpha, sigma) -> jax.Array:
+    """`pred` of kind `kind` as a `target`-prediction ("x0" or "eps")."""
+    _check_kind(kind)
+    if kind == target:
+        return pred
+    return _CONVERSIONS[target][kind](z_t, pred, alpha, sigma)
+
+
 def to_x0(pred: jax.Array, kind: str, z_t: jax.Array, alpha, sigma) -> jax.Array:
     """Converts a model output `pred` of kind "x0", "eps" or "v" to an x0-prediction."""
-    _check_kind(kind)
-    if kind == "x0":
-        return pred
-    if kind == "eps":
-        return x0_from_eps(z_t, pred, alpha, sigma)
-    return x0_from_v(z_t, pred, alpha, sigma)
+    return _convert(pred, kind, "x0", z_t, alpha, sigma)
 
 
 def to_eps(pred: jax.Array, kind: str, z_t: jax.Array, alpha, sigma) -> jax.Array:
     """Converts a model output `pred` of kind "x0", "eps" or "v" to an eps-prediction."""
-    _check_kind(kind)
-    if kind == "eps":
-        return pred
-    if kind == "x0":
-        return eps_from_x0(z_t, pred, alpha, sigma)
-    return eps_from_v(z_t, pred, alpha, sigma)
+    return _convert(pred, kind, "eps", z_t, alpha, sigma)
 
 
 def to_v(pred: jax.Array, kind: str, z_t: jax.Array, alpha, sigma) -> jax.Array:

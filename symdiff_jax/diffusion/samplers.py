@@ -205,20 +205,10 @@ def _step_times(i: jax.Array, batch: int, n: int, dtype) -> tuple[jax.Array, jax
     return s, t
 
 
-def prior_sample(
-    key: jax.Array,
-    shape,
-    mask: jax.Array | None = None,
-    com_free: bool = True,
-    position_dims: int | None = None,
-    dtype=None,
-) -> jax.Array:
-    """A draw `z_T ~ N_U(0, I)` from the prior (paper 002, sections 2.2-2.3).
-
-    Same as `forward.sample_noise`: CoM-free on the position columns when `com_free`,
-    padded rows zero.
-    """
-    return sample_noise(key, shape, mask, com_free, position_dims, dtype)
+# A draw `z_T ~ N_U(0, I)` from the prior (paper 002, sections 2.2-2.3): the state-space
+# noise of `forward.sample_noise` (CoM-free position columns when `com_free`, padded rows
+# zero).
+prior_sample = sample_noise
 
 
 def _scan(body, z0, xs, return_trajectory: bool):

@@ -75,7 +75,22 @@ def build_gamma_net(m, dit: DiT, rngs: nnx.Rngs, n_dims: int = 3) -> GammaNet:
 
 def build_egnn(m, num_features: int, rngs: nnx.Rngs, edge_features: int = 0) -> EGNN:
     """EDM's EGNN from `model.egnn.*` (with `edge_features` extra edge inputs)."""
-    e = m.egnn
+    return egnn_from_fields(m.egnn, num_features, rngs, edge_features)
+
+
+def egnn_from_fields(e, num_features: int, rngs: nnx.Rngs, edge_features: int = 0) -> EGNN:
+    """A time-conditioned EGNN sized by the config section `e`.
+
+    Args:
+      e: has `hidden, num_layers, inv_sublayers, attention, tanh, coords_range,
+        norm_constant, aggregation, normalization_factor` (the `EGNN` arguments).
+      num_features: node features `F` besides the time.
+      rngs: the parameter initialisers' randomness.
+      edge_features: width of optional extra edge inputs.
+
+    Returns:
+      The `EGNN`.
+    """
     return EGNN(
         num_features,
         hidden=e.hidden,

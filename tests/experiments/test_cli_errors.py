@@ -13,21 +13,9 @@ import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.cli_helpers import REPO, cli_env, run_cli
+
 TOOLS = ("train", "sample", "evaluate", "benchmark")
-
-
-def _run(tool: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{tool}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def _assert_one_line_usage_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -63,7 +51,7 @@ BAD_CONFIGS = {
 @pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
 def test_bad_config_is_one_line_and_exit_2(tmp_path, case):
     args, needles = BAD_CONFIGS[case]
-    proc = _run("train", *args, f"--workdir={tmp_path / 'run'}")
+    proc = run_cli("train", *args, f"--workdir={tmp_path / 'run'}")
     _assert_one_line_usage_error(proc, *needles)
     assert not (tmp_path / "run").exists(), "nothing may start before the config is checked"
 
@@ -83,32 +71,32 @@ BAD_FLAGS = {
 @pytest.mark.parametrize("case", sorted(BAD_FLAGS))
 def test_bad_flag_of_each_tool_is_one_line_and_exit_2(case):
     tool, args, needles = BAD_FLAGS[case]
-    _assert_one_line_usage_error(_run(tool, *args), *needles)
+    _assert_one_line_usage_error(run_cli(tool, *args), *needles)
 
 
 def test_unknown_key_names_the_closest_valid_keys(tmp_path):
-    proc = _run("train", TOY, "--config.sed=3", f"--workdir={tmp_path}")
+    proc = run_cli("train", TOY, "--config.sed=3", f"--workdir={tmp_path}")
     line = _assert_one_line_usage_error(proc, "sed")
     assert line.split("closest to it:")[1].split(",")[0].strip() == "seed"
 
 
 def test_molecules_source_errors_are_one_line(tmp_path):
     molecules = "--config=configs/molecules.py:smoke"
-    _assert_one_line_usage_error(_run("train", molecules), "data.source", "empty")
+    _assert_one_line_usage_error(run_cli("train", molecules), "data.source", "empty")
     (tmp_path / "empty").mkdir()
     _assert_one_line_usage_error(
-        _run("train", molecules, f"--config.data.source={tmp_path / 'empty'}"), "without .sdf"
+        run_cli("train", molecules, f"--config.data.source={tmp_path / 'empty'}"), "without .sdf"
     )
     bad = tmp_path / "bad.sdf"
     bad.write_text("not a mol block\n$$$$\n")
     line = _assert_one_line_usage_error(
-        _run("train", molecules, f"--config.data.source={bad}", f"--workdir={tmp_path / 'r'}"),
+        run_cli("train", molecules, f"--config.data.source={bad}", f"--workdir={tmp_path / 'r'}"),
         "bad.sdf",
         "record 0",
     )
     assert "no usable molecules" in line
     _assert_one_line_usage_error(
-        _run("train", molecules, f"--config.data.source={tmp_path / 'nowhere.sdf'}"),
+        run_cli("train", molecules, f"--config.data.source={tmp_path / 'nowhere.sdf'}"),
         "nowhere.sdf",
         "does not exist",
     )
@@ -116,7 +104,7 @@ def test_molecules_source_errors_are_one_line(tmp_path):
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_help_exits_0(tool):
-    proc = _run(tool, "--help")
+    proc = run_cli(tool, "--help")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert f"experiments.{tool}" in proc.stdout and "--" in proc.stdout
     assert "Unable to initialize backend" not in proc.stderr
@@ -138,7 +126,7 @@ def test_console_script_resolves_and_its_help_exits_0(tool):
     module, function = target.split(":")
     # What the installed script does: import the target and call it.
     code = f"import sys; from {module} import {function} as f; sys.argv[0] = 'x'; f()"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=REPO)
+    env = cli_env()
     proc = subprocess.run(
         [sys.executable, "-c", code, "--help"], cwd=REPO, env=env, capture_output=True, text=True
     )

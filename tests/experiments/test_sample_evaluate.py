@@ -6,8 +6,6 @@ import os
 import re
 import shutil
 import statistics
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -24,27 +22,15 @@ from experiments.qm9 import train as qm9
 from symdiff_jax.data import sampling_batches
 from symdiff_jax.data.writers import load_samples_npz
 from symdiff_jax.train import Checkpointer, CheckpointError
+from tests.cli_helpers import run_cli
 
 
 def qm9_config(variant: str, size: str | None = None):
     return configs.get_config(f"qm9_{variant}", size)
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAST = ("--num_samples=6", "--num_steps=5", "--noprogress")
 METRICS = ("atom_stability", "molecule_stability", "validity", "uniqueness")
-
-
-def _cli(module: str, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +54,7 @@ def restored(trained) -> RestoredRun:
 
 @pytest.mark.allow_nonfinite  # sample_num_atoms gives unseen sizes log-probability -inf
 def test_sample_cli_writes_readable_files(trained, restored):
-    proc = _cli("sample", f"--workdir={trained}", "--seed=3", *FAST)
+    proc = run_cli("sample", f"--workdir={trained}", "--seed=3", *FAST)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = os.path.join(trained, "samples_step4_ancestral5_seed3_n6")
     assert out in proc.stdout and "stability: atoms" in proc.stdout
@@ -119,7 +105,7 @@ def test_evaluate_cli_merges_mean_and_std(trained):
     with open(path) as f:
         before = json.load(f)
     assert "val/nll" in before and "train/loss" in before
-    proc = _cli(
+    proc = run_cli(
         "evaluate",
         f"--workdir={trained}",
         "--num_runs=2",
@@ -230,14 +216,14 @@ def test_checkpoint_choice_and_ema(trained, restored):
 
 def test_missing_workdir(tmp_path):
     workdir = tmp_path / "nothing_here"
-    proc = _cli("sample", f"--workdir={workdir}", *FAST)
+    proc = run_cli("sample", f"--workdir={workdir}", *FAST)
     assert proc.returncode != 0
     assert "does not exist" in proc.stderr and "experiments.train" in proc.stderr
     assert not workdir.exists(), "a failed command must not create the workdir"
 
 
 def test_workdir_without_config(tmp_path):
-    proc = _cli("evaluate", f"--workdir={tmp_path}", *FAST)
+    proc = run_cli("evaluate", f"--workdir={tmp_path}", *FAST)
     assert proc.returncode != 0
     assert "config.json" in proc.stderr and "experiments.train" in proc.stderr
     assert set(os.listdir(tmp_path)) - {"run.lock"} == set()  # only the advisory lock file
@@ -279,7 +265,7 @@ def test_corrupt_checkpoint_fails_and_writes_nothing(trained, tmp_path, cli):
     listing = sorted(set(os.listdir(workdir)) - {"run.lock"})
 
     extra = ("--num_runs=1", "--notest_nll") if cli == "evaluate" else ()
-    proc = _cli(cli, f"--workdir={workdir}", "--checkpoint=4", *extra, *FAST)
+    proc = run_cli(cli, f"--workdir={workdir}", "--checkpoint=4", *extra, *FAST)
     assert proc.returncode != 0
     assert step_dir in proc.stderr and "damaged" in proc.stderr, proc.stderr[-2000:]
     assert "--checkpoint" in proc.stderr
@@ -287,7 +273,7 @@ def test_corrupt_checkpoint_fails_and_writes_nothing(trained, tmp_path, cli):
         assert f.read() == metrics_bytes
     assert sorted(set(os.listdir(workdir)) - {"run.lock"}) == listing
 
-    proc = _cli(cli, f"--workdir={workdir}", *extra, *FAST)
+    proc = run_cli(cli, f"--workdir={workdir}", *extra, *FAST)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert step_dir in proc.stderr and "Falling back" in proc.stderr, proc.stderr[-2000:]
     assert "step 2" in proc.stdout

@@ -2,30 +2,16 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _train(*args, cwd=REPO):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    return subprocess.run(
-        [sys.executable, "-m", "experiments.train", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+from tests.cli_helpers import run_cli
 
 
 @pytest.mark.parametrize("config", ["configs/toy_1d.py:smoke", "configs/toy_2d.py:smoke"])
 def test_smoke_run_writes_config_and_metrics(tmp_path, config):
     workdir = tmp_path / "run"
-    proc = _train(f"--config={config}", f"--workdir={workdir}", "--config.seed=1")
+    proc = run_cli("train", f"--config={config}", f"--workdir={workdir}", "--config.seed=1")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(workdir / "config.json") as f:
         saved = json.load(f)
@@ -39,7 +25,9 @@ def test_smoke_run_writes_config_and_metrics(tmp_path, config):
 
 
 def test_unknown_override_lists_valid_keys(tmp_path):
-    proc = _train("--config=configs/toy_1d.py:smoke", "--config.sed=3", f"--workdir={tmp_path}")
+    proc = run_cli(
+        "train", "--config=configs/toy_1d.py:smoke", "--config.sed=3", f"--workdir={tmp_path}"
+    )
     assert proc.returncode != 0
     assert "sed" in proc.stderr and "seed" in proc.stderr
     assert "Valid keys" in proc.stderr
@@ -53,7 +41,7 @@ def test_unknown_experiment_is_named(tmp_path):
         "def get_config(arg=None):\n"
         "    return ml_collections.ConfigDict({'experiment': 'no_such_thing', 'seed': 0})\n"
     )
-    proc = _train(f"--config={cfg}", f"--workdir={tmp_path / 'run'}")
+    proc = run_cli("train", f"--config={cfg}", f"--workdir={tmp_path / 'run'}")
     assert proc.returncode != 0
     assert "no_such_thing" in proc.stderr and "toy_1d" in proc.stderr
 
@@ -62,7 +50,7 @@ def test_main_job_smoke_writes_the_four_generation_metrics(tmp_path):
     """`configs/default.py` (the README's first command) at smoke size, through the CLI."""
     pytest.importorskip("qm9pack")
     workdir = tmp_path / "run"
-    proc = _train("--config=configs/default.py:smoke", f"--workdir={workdir}")
+    proc = run_cli("train", "--config=configs/default.py:smoke", f"--workdir={workdir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(workdir / "metrics.json") as f:
         metrics = json.load(f)

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 from symdiff_jax.train import Checkpointer
+from tests.cli_helpers import REPO, cli_env, run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SMOKE = (
     "--config=configs/qm9_symdiff.py:smoke",
     "--config.num_train_steps=2",
@@ -36,21 +36,6 @@ SAMPLE = ("--num_samples=2", "--num_steps=2", "--noprogress", "--nopicture")
 def original_config_path(workdir: str) -> str:
     """Where a run keeps the config its checkpoints were made with."""
     return os.path.join(workdir, "checkpoints", "config.json")
-
-
-def _env() -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", PYTHONPATH=REPO)
-
-
-def _cli(module: str, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _assert_clear_error(proc: subprocess.CompletedProcess, *phrases: str) -> str:
@@ -78,7 +63,7 @@ def _digests(workdir: str) -> dict[str, str]:
 def trained(tmp_path_factory) -> str:
     """A two-step smoke run trained through the CLI (checkpoints at steps 1 and 2)."""
     workdir = str(tmp_path_factory.mktemp("faults") / "run")
-    proc = _cli("train", *SMOKE, f"--workdir={workdir}")
+    proc = run_cli("train", *SMOKE, f"--workdir={workdir}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return workdir
 
@@ -95,7 +80,7 @@ def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path):
         [sys.executable, "-m", "experiments.train", *SMOKE, "--config.num_train_steps=100000"]
         + [f"--workdir={workdir}"],
         cwd=REPO,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -109,9 +94,9 @@ def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path):
             time.sleep(0.2)
         else:
             pytest.fail("the first run never took its lock")
-        second = _cli("train", *SMOKE, f"--workdir={workdir}", timeout=120)
+        second = run_cli("train", *SMOKE, f"--workdir={workdir}", timeout=120)
         _assert_clear_error(second, f"pid {first.pid}", "in use by another run")
-        sampler = _cli("sample", f"--workdir={workdir}", *SAMPLE, timeout=120)
+        sampler = run_cli("sample", f"--workdir={workdir}", *SAMPLE, timeout=120)
         _assert_clear_error(sampler, f"pid {first.pid}")
         assert first.poll() is None, "the second run disturbed the first"
     finally:
@@ -122,11 +107,11 @@ def test_second_run_on_a_workdir_stops_at_once_naming_the_holder(tmp_path):
 def test_failed_resume_keeps_the_config_and_the_run_still_samples(trained, tmp_path):
     workdir = _copy(trained, tmp_path)
     before = _digests(workdir)
-    proc = _cli("train", *SMOKE, f"--workdir={workdir}", "--config.model.hidden=64")
+    proc = run_cli("train", *SMOKE, f"--workdir={workdir}", "--config.model.hidden=64")
     _assert_clear_error(proc, "does not match checkpoint step 2")
     assert _digests(workdir) == before  # config.json and checkpoints byte for byte
     out = str(tmp_path / "samples")
-    proc = _cli("sample", f"--workdir={workdir}", f"--out={out}", *SAMPLE)
+    proc = run_cli("sample", f"--workdir={workdir}", f"--out={out}", *SAMPLE)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert os.path.exists(os.path.join(out, "samples.npz"))
 
@@ -137,7 +122,7 @@ def test_original_config_is_written_once_and_sampling_reads_it(trained, tmp_path
         original = f.read()
     assert json.loads(original)["num_train_steps"] == 2
     # A longer resume rewrites config.json but never the original.
-    proc = _cli("train", *SMOKE, f"--workdir={workdir}", "--config.num_train_steps=3")
+    proc = run_cli("train", *SMOKE, f"--workdir={workdir}", "--config.num_train_steps=3")
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["num_train_steps"] == 3
@@ -146,7 +131,7 @@ def test_original_config_is_written_once_and_sampling_reads_it(trained, tmp_path
     # A config.json damaged after the run is not read by sampling.
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write("{broken")
-    proc = _cli("sample", f"--workdir={workdir}", f"--out={tmp_path / 's'}", *SAMPLE)
+    proc = run_cli("sample", f"--workdir={workdir}", f"--out={tmp_path / 's'}", *SAMPLE)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -154,7 +139,7 @@ def test_deleted_checkpoints_are_not_silently_retrained(trained, tmp_path):
     workdir = _copy(trained, tmp_path)
     shutil.rmtree(os.path.join(workdir, "checkpoints"))
     before = _digests(workdir)
-    proc = _cli("train", *SMOKE, f"--workdir={workdir}")
+    proc = run_cli("train", *SMOKE, f"--workdir={workdir}")
     _assert_clear_error(proc, "no checkpoint", "metrics.jsonl", "new --workdir")
     assert _digests(workdir) == before  # metrics.jsonl not appended to
 
@@ -164,7 +149,7 @@ def test_malformed_config_json_is_reported_with_its_path(trained, tmp_path):
     path = original_config_path(workdir)
     with open(path, "w") as f:
         f.write('{"seed": 1,')
-    proc = _cli("sample", f"--workdir={workdir}", *SAMPLE)
+    proc = run_cli("sample", f"--workdir={workdir}", *SAMPLE)
     _assert_clear_error(proc, path, "not valid JSON")
 
 
@@ -177,13 +162,13 @@ def test_non_finite_config_json_is_refused_with_its_path(trained, tmp_path):
     config["optim"]["learning_rate"] = "nan"
     with open(path, "w") as f:
         json.dump(config, f)
-    proc = _cli("sample", f"--workdir={workdir}", *SAMPLE)
+    proc = run_cli("sample", f"--workdir={workdir}", *SAMPLE)
     _assert_clear_error(proc, path, "config.optim.learning_rate = 'nan'")
 
 
 def test_a_huge_sample_count_is_refused_before_any_work(trained):
     t0 = time.time()
-    proc = _cli("sample", f"--workdir={trained}", "--num_samples=1000000000", "--noprogress")
+    proc = run_cli("sample", f"--workdir={trained}", "--num_samples=1000000000", "--noprogress")
     _assert_clear_error(proc, "--num_samples 1000000000 needs about", "GiB", "lower")
     assert time.time() - t0 < 120
     assert not glob.glob(os.path.join(trained, "samples_*n1000000000*"))
@@ -193,7 +178,7 @@ def test_a_diverging_learning_rate_keeps_only_finite_checkpoints(tmp_path):
     """lr = 1e9: the run stops at the first unsound step; the checkpoint it names as kept
     is the newest on disk, and every checkpoint on disk is finite."""
     workdir = str(tmp_path / "diverged")
-    proc = _cli(
+    proc = run_cli(
         "train",
         *SMOKE,
         "--config.num_train_steps=4",

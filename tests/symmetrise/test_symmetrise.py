@@ -24,24 +24,7 @@ from symdiff_jax.symmetrise import (
     symmetrise,
 )
 from symdiff_jax.testing import assert_equivariant, assert_stochastically_equivariant
-
-ALPHA = 1e-3
-MASK = jnp.asarray([1, 1, 1, 0, 1, 0], jnp.float32)
-# A fixed, non-orthogonal linear map and an anisotropic noise scale.
-A = jnp.asarray([[1.2, 0.4, 0.0], [-0.3, 0.8, 0.5], [0.1, 0.0, 1.5]])
-L = jnp.diag(jnp.asarray([1.0, 0.3, 0.3]))
-
-
-def cloud(seed=0):
-    return jax.random.normal(jax.random.key(seed), (6, 3)) * MASK[:, None]
-
-
-def linear_kernel(key, x, mask=None):
-    """k(y | x): y = x A + eps L, eps iid per atom. S_N-equivariant, not O(3)-equivariant."""
-    eps = jax.random.normal(key, x.shape) @ L
-    if mask is not None:
-        eps = eps * mask[..., None]
-    return x @ A + eps
+from tests.symmetrise.clouds import ALPHA, MASK, A, cloud, linear_kernel
 
 
 def test_non_equivariant_kernel_fails():

@@ -25,6 +25,7 @@ from symdiff_jax.targets.conformer_target import (
     flow_path_coefficients,
     flow_velocity_target,
 )
+from tests.targets.references import haar_rotations, orbit_log_weights
 
 
 @functools.cache
@@ -65,18 +66,9 @@ def _noisy(x0, perm, alpha, sigma, seed, improper=False):
 def _numpy_mc(x_t, x0, alpha, sigma, perms, improper, n=600_000, seed=0):
     """phi_G by self-normalised Monte Carlo over Haar SO(3) (x {+-I} for O(3)) with every
     automorphism enumerated, in float64. Returns (estimate, effective sample size)."""
-    rng = np.random.default_rng(seed)
-    R = Rotation.random(n, random_state=seed).as_matrix()
-    if improper:
-        R = R * rng.choice([-1.0, 1.0], size=(n, 1, 1))
-    Rf = R.reshape(n, 9)
-    logits, ys = [], []
-    for p in perms:
-        y = x0[p]
-        cross = Rf @ (x_t.T @ y).ravel()  # <x_t, y R^T> = <x_t^T y, R>
-        logits.append(-((x_t**2).sum() + alpha**2 * (y**2).sum() - 2 * alpha * cross))
-        ys.append(y)
-    logits = np.stack(logits) / (2 * sigma**2)
+    Rf = haar_rotations(n, improper, seed).reshape(n, 9)
+    ys = [x0[p] for p in perms]
+    logits = np.stack([orbit_log_weights(x_t, y, alpha, sigma, Rf) for y in ys])
     w = np.exp(logits - logits.max())
     ess = w.sum() ** 2 / (w**2).sum()
     w /= w.sum()

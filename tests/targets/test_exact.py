@@ -5,7 +5,6 @@ References written here in numpy/scipy: brute-force Monte Carlo over Haar O(3)/S
 explicit enumeration of finite groups, and a uniform grid on the circle for SO(2).
 """
 
-import functools
 import itertools
 
 import jax
@@ -15,40 +14,17 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from symdiff_jax.targets import symmetrised_target_exact
+from tests.targets.references import haar_rotations, orbit_log_weights
 
-
-@functools.partial(jax.jit, static_argnames="group")
-def _exact_named(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights, group):
-    return symmetrised_target_exact(
-        x_t,
-        x0,
-        alpha,
-        sigma,
-        group=group,
-        mask=mask,
-        permutations=permutations,
-        bank_log_weights=bank_log_weights,
-    )
-
-
-@jax.jit
-def _exact_matrices(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights, group):
-    return symmetrised_target_exact(
-        x_t,
-        x0,
-        alpha,
-        sigma,
-        group=group,
-        mask=mask,
-        permutations=permutations,
-        bank_log_weights=bank_log_weights,
-    )
+_exact_named = jax.jit(symmetrised_target_exact, static_argnames="group")
+_exact_matrices = jax.jit(symmetrised_target_exact)
 
 
 def _exact(x_t, x0, alpha, sigma, mask=None, permutations=None, bank_log_weights=None, *, group):
     """Jitted symmetrised_target_exact: a group name is static, matrices are traced."""
     fn = _exact_named if isinstance(group, str) else _exact_matrices
-    return fn(x_t, x0, alpha, sigma, mask, permutations, bank_log_weights, group)
+    kw = dict(mask=mask, permutations=permutations, bank_log_weights=bank_log_weights)
+    return fn(x_t, x0, alpha, sigma, group=group, **kw)
 
 
 def _bank(rng, m, n, d=3, scale=1.0, n_real=None):
@@ -67,19 +43,13 @@ def _numpy_mc(x_t, x0, alpha, sigma, perms, log_w, improper, n=1_000_000, seed=0
     and the image y R_k^T are linear in R_k, so the sums over k are taken on the
     flattened 3x3 matrices. The standard error comes from `batches` batch means.
     """
-    rng = np.random.default_rng(seed)
-    R = Rotation.random(n, random_state=seed).as_matrix()
-    if improper:
-        R = R * rng.choice([-1.0, 1.0], size=(n, 1, 1))
-    Rf = R.reshape(n, 9)
+    Rf = haar_rotations(n, improper, seed).reshape(n, 9)
     ys, logits = [], []
     for p in perms:
         for m in range(x0.shape[0]):
             y = x0[m][p]
-            cross = Rf @ (x_t.T @ y).ravel()  # <x_t, y R_k^T> = <x_t^T y, R_k>
-            sq = (x_t**2).sum() + alpha**2 * (y**2).sum() - 2 * alpha * cross
             ys.append(y)
-            logits.append(-sq / (2 * sigma**2) + log_w[m])
+            logits.append(orbit_log_weights(x_t, y, alpha, sigma, Rf) + log_w[m])
     w = np.exp(np.stack(logits) - max(np.max(v) for v in logits))  # [P M, n]
     wb = w.reshape(len(ys), batches, -1)
     wr = np.einsum("cbk,bkj->cbj", wb, Rf.reshape(batches, -1, 9))  # [P M, B, 9]
@@ -173,8 +143,7 @@ def test_matches_euler_angle_quadrature(group):
     for p in perms:
         for k in range(m):
             y = x0[k][p]
-            sq = (x_t**2).sum() + alpha**2 * (y**2).sum() - 2 * alpha * (Rf @ (x_t.T @ y).ravel())
-            w = qw * np.exp(-sq / (2 * sigma**2) + log_w[k])
+            w = qw * np.exp(orbit_log_weights(x_t, y, alpha, sigma, Rf) + log_w[k])
             num += y @ (w @ Rf).reshape(3, 3).T
             den += w.sum()
     ours = np.asarray(_exact(x_t, x0, alpha, sigma, mask, perms, log_w, group=group))

@@ -51,7 +51,7 @@ import numpy as np
 import optax
 
 from experiments.common.io import write_json
-from experiments.toys.common import quantile_summary, time_key
+from experiments.toys.common import quantile_summary, scan_train_step, time_key
 from experiments.toys.toy_1d.evaluate import (
     balanced_starts,
     ddim_sample,
@@ -136,11 +136,7 @@ def make_train_fn(config, method: str, apply: Callable, grid: Grid) -> Callable:
         return jnp.mean(per_example_loss(apply, params, x_t, grid.times[i], target, w))
 
     def train(params, key, val_starts):
-        def train_step(carry, step):
-            params, opt_state = carry
-            loss, grads = jax.value_and_grad(loss_fn)(params, jax.random.fold_in(key, step))
-            updates, opt_state = opt.update(grads, opt_state, params)
-            return (optax.apply_updates(params, updates), opt_state), loss
+        train_step = scan_train_step(loss_fn, opt, key)
 
         def run_chunk(carry, c):
             params, opt_state, best, best_err, best_step = carry

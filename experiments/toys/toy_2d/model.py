@@ -16,6 +16,7 @@ from symdiff_jax.diffusion.schedules import Schedule
 from symdiff_jax.groups import remove_com
 from symdiff_jax.metrics.alignment import all_permutations
 from symdiff_jax.models.egnn import EGNN
+from symdiff_jax.models.factory import egnn_from_fields
 from symdiff_jax.targets import data_target_loss, symmetrised_target_exact, symmetrised_target_loss
 
 METHODS = ("baseline", "symmetrised")
@@ -31,21 +32,7 @@ def toy_data(points) -> jax.Array:
 
 def make_model(config, key: jax.Array) -> EGNN:
     """The EGNN denoiser: one constant node feature plus the time, x0-prediction."""
-    m = config.model
-    return EGNN(
-        1,
-        hidden=m.hidden,
-        num_layers=m.num_layers,
-        inv_sublayers=m.inv_sublayers,
-        attention=m.attention,
-        tanh=m.tanh,
-        coords_range=m.coords_range,
-        norm_constant=m.norm_constant,
-        aggregation=m.aggregation,
-        normalization_factor=m.normalization_factor,
-        condition_time=True,
-        rngs=nnx.Rngs(params=key),
-    )
+    return egnn_from_fields(config.model, 1, nnx.Rngs(params=key))
 
 
 def make_denoiser(graphdef) -> Callable[[Any, jax.Array, jax.Array], jax.Array]:

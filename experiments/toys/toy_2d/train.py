@@ -34,7 +34,7 @@ from absl import logging
 from flax import nnx
 
 from experiments.common.state import make_schedule
-from experiments.toys.common import time_key
+from experiments.toys.common import scan_train_step, time_key
 from experiments.toys.toy_2d.evaluate import make_gradient_variance, sample
 from experiments.toys.toy_2d.model import (
     METHODS,
@@ -83,12 +83,7 @@ def train(
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def run_chunk(params, opt_state, steps):
-        def body(carry, step):
-            p, s = carry
-            loss, grads = jax.value_and_grad(mean_loss)(p, jax.random.fold_in(key, step))
-            updates, s = opt.update(grads, s, p)
-            return (optax.apply_updates(p, updates), s), loss
-
+        body = scan_train_step(mean_loss, opt, key)
         (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), steps)
         return params, opt_state, losses
 

@@ -8,14 +8,12 @@ makes the second and third runs cheap).
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.cli_helpers import run_cli
+
 SMILES = (
     "C", "N", "O", "CC", "CO", "CN", "C=O", "C#N", "CCO", "CC=O", "OCO", "NCO", "NO", "C=C",
     "C#C", "NN", "COC", "NC=O", "OC=O", "CC#N",
@@ -68,15 +66,14 @@ def jax_cache(tmp_path_factory):
 def test_smoke_training_on_a_source(tmp_path, jax_cache, kind):
     source = _write_source(kind, tmp_path)
     workdir = tmp_path / "run"
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", SYMDIFF_JAX_CACHE=jax_cache)
-    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [
-            sys.executable, "-m", "experiments.train", "--config=configs/molecules.py:smoke",
-            f"--config.data.source={source}", f"--workdir={workdir}",
-        ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=1500,
-    )  # fmt: skip
+    proc = run_cli(
+        "train",
+        "--config=configs/molecules.py:smoke",
+        f"--config.data.source={source}",
+        f"--workdir={workdir}",
+        env={"SYMDIFF_JAX_CACHE": jax_cache},
+        timeout=1500,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(workdir / "config.json") as f:
         config = json.load(f)

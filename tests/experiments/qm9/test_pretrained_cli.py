@@ -4,8 +4,6 @@
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
@@ -27,8 +25,8 @@ from symdiff_jax.data.writers import load_samples_npz
 from symdiff_jax.pretrained import MODELS_ENV, load, read_card
 from symdiff_jax.pretrained.export import flat_params
 from symdiff_jax.train import Checkpointer
+from tests.cli_helpers import REPO, run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 OFFICIAL = os.path.join(REPO, "tests", "pretrained", "fixtures", "load_official")
 FAST = ("--num_samples=4", "--num_steps=4", "--noprogress")
 
@@ -190,22 +188,12 @@ def test_official_run_samples_with_our_sampler():
 # ----------------------------------------------------------------------------- command lines
 
 
-def _cli(module, *args, env=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu", MPLBACKEND="Agg", **(env or {}))
-    return subprocess.run(
-        [sys.executable, "-m", f"experiments.{module}", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-
-
 @pytest.mark.slow
 def test_sample_pretrained_writes_molecules(models_root, tmp_path):
     out = str(tmp_path / "samples")
-    proc = _cli("sample", "--pretrained=tiny", f"--out={out}", *FAST, env={MODELS_ENV: models_root})
+    proc = run_cli(
+        "sample", "--pretrained=tiny", f"--out={out}", *FAST, env={MODELS_ENV: models_root}
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     samples = load_samples_npz(os.path.join(out, "samples.npz"))
     assert samples["positions"].shape == (4, 29, 3)
@@ -225,7 +213,7 @@ def test_sample_pretrained_writes_molecules(models_root, tmp_path):
 @pytest.mark.slow
 def test_evaluate_pretrained_writes_metrics(models_root, tmp_path):
     out = str(tmp_path / "eval")
-    proc = _cli(
+    proc = run_cli(
         "evaluate",
         "--pretrained=tiny",
         f"--out={out}",
@@ -249,7 +237,7 @@ def test_sample_official_checkpoint(tmp_path):
     pytest.importorskip("torch")
     out = str(tmp_path / "official")
     directory = os.path.join(OFFICIAL, "dit_dit_gaussian_dynamics")
-    proc = _cli(
+    proc = run_cli(
         "sample", f"--official={directory}", "--gamma_composition=paper", f"--out={out}", *FAST
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -258,7 +246,7 @@ def test_sample_official_checkpoint(tmp_path):
 
 
 def test_unknown_pretrained_name_is_a_one_line_error(models_root, tmp_path):
-    proc = _cli(
+    proc = run_cli(
         "sample",
         "--pretrained=nope",
         f"--out={tmp_path / 'x'}",
