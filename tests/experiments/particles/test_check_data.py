@@ -2,16 +2,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
 from experiments.particles import check_data
 from symdiff_jax.metrics.particles import particle_metrics
 from symdiff_jax.systems import get_system
+from tests.cli_helpers import run_cli
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 SIZES, SAMPLING = "64,16,16", "16,200,20"
 
 
@@ -39,11 +37,9 @@ def test_both_comparisons_equal_the_metrics_of_the_arrays(tmp_path):
 
 def test_the_cli_prints_json_and_names_a_missing_reference(tmp_path):
     _write_published(tmp_path, np.random.default_rng(1))
-    base = [sys.executable, "-m", "experiments.particles.check_data", "--system=dw4",
-            f"--cache_dir={tmp_path / 'cache'}", f"--sizes={SIZES}", f"--sampling={SAMPLING}"]  # fmt: skip
-    proc = subprocess.run(
-        [*base, f"--reference={tmp_path}"], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    base = ["--system=dw4", f"--cache_dir={tmp_path / 'cache'}", f"--sizes={SIZES}",
+            f"--sampling={SAMPLING}"]  # fmt: skip
+    proc = run_cli("particles.check_data", *base, f"--reference={tmp_path}")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(json.loads(proc.stdout)) == {
         "ours_val_vs_published_val",
@@ -51,7 +47,5 @@ def test_the_cli_prints_json_and_names_a_missing_reference(tmp_path):
     }
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = subprocess.run(
-        [*base, f"--reference={empty}"], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    proc = run_cli("particles.check_data", *base, f"--reference={empty}")
     assert proc.returncode != 0 and "val_split_DW4.npy" in proc.stderr

@@ -2,14 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 
 from experiments.particles import compare
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from tests.cli_helpers import run_cli
 
 
 def test_run_command_sets_the_budget_its_clock_and_the_seed():
@@ -66,10 +63,9 @@ def test_finished_runs_are_read_not_repeated(tmp_path):
     for seed, run in enumerate(runs):
         os.makedirs(tmp_path / f"dit_seed{seed}")
         (tmp_path / f"dit_seed{seed}" / "metrics.json").write_text(json.dumps(run))
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.particles.compare", "--variants=dit", "--seeds=0,1",
-         f"--root={tmp_path}", "--override=no_such_key=1"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+    proc = run_cli(
+        "particles.compare", "--variants=dit", "--seeds=0,1", f"--root={tmp_path}",
+        "--override=no_such_key=1",
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = (tmp_path / "table.md").read_text()
