@@ -19,14 +19,6 @@ from experiments.particles.input_pipeline import load_splits
 from symdiff_jax.metrics.particles import reference_metrics
 from symdiff_jax.systems import load_reference_split
 
-_SYSTEM = flags.DEFINE_enum("system", "dw4", ["dw4", "lj13"], "Particle system.")
-_REFERENCE = flags.DEFINE_string(
-    "reference", None, "Folder of the published splits.", required=True
-)
-_CACHE = flags.DEFINE_string("cache_dir", "", "Split cache ('' = the config's default).")
-_SIZES = flags.DEFINE_string("sizes", "", "data.sizes of the config ('' = 100000/10000/10000).")
-_SAMPLING = flags.DEFINE_string("sampling", "", "data.sampling ('' = the system's settings).")
-
 
 def check(
     system: str, reference: str, cache_dir: str = "", sizes: str = "", sampling: str = ""
@@ -47,11 +39,22 @@ def check(
     }
 
 
+def define_flags() -> None:
+    """The command-line flags (defined only when run as a program, so that the module can be
+    imported beside other tools that have a `--system` flag)."""
+    flags.DEFINE_enum("system", "dw4", ["dw4", "lj13"], "Particle system.")
+    flags.DEFINE_string("reference", None, "Folder of the published splits.", required=True)
+    flags.DEFINE_string("cache_dir", "", "Split cache ('' = the config's default).")
+    flags.DEFINE_string("sizes", "", "data.sizes of the config ('' = 100000/10000/10000).")
+    flags.DEFINE_string("sampling", "", "data.sampling ('' = the system's settings).")
+
+
 def main(argv) -> None:
     del argv
-    result = check(_SYSTEM.value, _REFERENCE.value, _CACHE.value, _SIZES.value, _SAMPLING.value)
-    print(json.dumps(result, indent=2))
+    f = flags.FLAGS
+    print(json.dumps(check(f.system, f.reference, f.cache_dir, f.sizes, f.sampling), indent=2))
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
