@@ -15,6 +15,7 @@ import json
 from absl import app, flags
 
 import configs
+from experiments.common.cli import quiet_backend_probe
 from experiments.particles.input_pipeline import load_splits
 from symdiff_jax.metrics.particles import reference_metrics
 from symdiff_jax.systems import load_reference_split
@@ -51,6 +52,7 @@ def define_flags() -> None:
 
 def main(argv) -> None:
     del argv
+    quiet_backend_probe()
     f = flags.FLAGS
     print(json.dumps(check(f.system, f.reference, f.cache_dir, f.sizes, f.sampling), indent=2))
 

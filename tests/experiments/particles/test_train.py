@@ -43,6 +43,7 @@ def test_every_variant_resolves(system):
                 assert got == expected[variant], variant
     default = configs.get_config(system)
     assert default.model.kind in ("symdiff", "symdiff_h") and default.train.time_budget_s == 1800
+    assert default.diffusion.x_target == "symmetrised"  # the DW4 table's best SymDiff
     with pytest.raises(ValueError, match="Unknown particle variant 'dit_score'"):
         configs.get_config(system, "dit_score")
 
