@@ -8,12 +8,22 @@ r"""Evaluates a trained run as its paper does and merges the numbers into metric
     # a conformer run (configs/qm9_conformers_*.py, geom_qm9_*.py), with the ETKDG baseline
     python -m experiments.evaluate --workdir workdirs/qm9_conformers_flow_target_small \
         --num_molecules 200 --etkdg
+    # a particle run (configs/dw4.py, lj13.py), scored on the published test split
+    python -m experiments.evaluate --workdir workdirs/dw4 --num_samples 10000 --num_steps 200 \
+        --reference /path/to/DEM/data
 
 Conformer runs: for each of the first `--num_molecules` test molecules with L reference
 conformers, 2L conformers are generated (`--per_reference`) and scored with COV-R/P and
 AMR-R/P (mean and median over molecules, delta = 0.1 and 0.5 A) as `eval/<metric>`; with
 `--etkdg`, RDKit ETKDGv3 (+ MMFF94 unless `--nommff`) on the same molecules as
 `etkdg_mmff/<metric>` (or `etkdg/<metric>`).
+
+Particle runs: `--num_samples` new samples (default `config.evaluate.num_samples`) drawn
+with `--num_steps` (default `config.sample.num_steps`) and scored against the test split of
+`--reference` (default `config.data.reference`; "" = our Metropolis test split) as
+`eval/energy_w2`, `eval/distance_w2`, `eval/distance_tv`, `eval/high_energy_frac`, and for
+the EGNN flow `eval/nll` on `--max_test` test samples (default `config.evaluate.nll_samples`;
+`--notest_nll` skips it).
 
 QM9 runs:
 `num_runs` independent runs of `num_samples` molecules (keys `fold_in(key, run)`), each scored
@@ -40,7 +50,9 @@ from absl import app, flags  # noqa: E402 (after the XLA flags)
 
 from experiments.qm9 import model_flags  # noqa: E402
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A QM9 training workdir.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", None, "A training workdir: a QM9, conformer or particle (DW4, LJ13) run."
+)
 _SAMPLING = model_flags.define_sampling_flags()
 _OUT = flags.DEFINE_string(
     "out", None, "--pretrained/--official: directory of metrics.json (default workdirs/<name>)."
@@ -67,6 +79,12 @@ _NOVELTY = flags.DEFINE_boolean(
     "novelty", None, "Score novelty against the training split (default: config.evaluate.novelty)."
 )
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show progress bars.")
+_REFERENCE = flags.DEFINE_string(
+    "reference",
+    None,
+    "Particle runs: folder of the published splits whose test split scores the samples "
+    '(default: config.data.reference; "" = our Metropolis test split).',
+)
 _NUM_MOLECULES = flags.DEFINE_integer(
     "num_molecules",
     None,
@@ -102,6 +120,9 @@ def main(argv) -> None:
     workdir = _WORKDIR.value
     if workdir and experiment_of(workdir) == "conformers":
         _evaluate_conformers(workdir)
+        return
+    if workdir and experiment_of(workdir) == "particles":
+        _evaluate_particles(workdir)
         return
     source = model_flags.resolve_source(_SAMPLING, workdir, out=_OUT.value)
     run, workdir = source.run, source.out_dir
@@ -210,6 +231,44 @@ def _evaluate_conformers(workdir: str) -> None:
     for prefix in ("eval/", "etkdg_mmff/", "etkdg/"):
         if any(k.startswith(prefix) for k in metrics):
             print(f"{prefix}\n" + format_table(metrics, prefix))
+    print(f"merged into {path}")
+
+
+def _evaluate_particles(workdir: str) -> None:
+    import jax
+
+    from experiments.common.io import write_metrics
+    from experiments.common.restore import load_run_or_exit
+    from experiments.particles import evaluate as particle_evaluation
+    from experiments.qm9.evaluate import format_table
+
+    run = load_run_or_exit(workdir, _SAMPLING.checkpoint.value, particle_evaluation.load_particle_run)
+    seed = model_flags.or_default(_SAMPLING.seed.value, run.config.seed)
+    with_nll = model_flags.or_default(_TEST_NLL.value, True)
+    start = time.time()
+    metrics = {
+        "eval/checkpoint": _SAMPLING.checkpoint.value,
+        "eval/checkpoint_step": run.step,
+        "eval/seed": seed,
+    }
+    try:
+        metrics.update(
+            particle_evaluation.evaluate_particle_run(
+                run,
+                jax.random.key(seed),
+                num_samples=_NUM_SAMPLES.value,
+                num_steps=_SAMPLING.num_steps.value,
+                batch_size=_SAMPLING.batch_size.value,
+                reference_dir=_REFERENCE.value,
+                nll_samples=_MAX_TEST.value if with_nll else 0,
+            )
+        )
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}") from None
+    metrics["eval/time_s"] = time.time() - start
+    path = write_metrics(workdir, metrics)
+    print(f"\nparticle evaluation of {workdir} (step {run.step}):")
+    print(format_table(metrics))
     print(f"merged into {path}")
 
 

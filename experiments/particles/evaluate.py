@@ -1,13 +1,19 @@
-"""Scores of particle samples: energy / distance metrics, exact NLL, histogram pictures."""
+"""Scores of particle samples: energy / distance metrics, exact NLL, histogram pictures;
+restoring a trained particle run and scoring it again (`python -m experiments.evaluate`)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import numpy as np
 from flax import nnx
 
+from experiments.common.restore import RestoredRun, restore_run
+from experiments.particles.input_pipeline import evaluation_reference, load_splits
+from experiments.particles.model import abstract_state
+from experiments.particles.sampling import generate
 from symdiff_jax.flow_matching import exact_log_likelihood
 from symdiff_jax.metrics.particles import distance_histograms, particle_metrics
 from symdiff_jax.systems import get_system
@@ -32,6 +38,120 @@ def flow_nll(config, graphdef, params, data: np.ndarray) -> float:
     values = [np.asarray(log_lik(b / scale)) for b in np.array_split(data, -(-len(data) // 250))]
     n, d = data.shape[-2:]
     return float(-np.concatenate(values).mean() + (n - 1) * d * math.log(scale))
+
+
+def has_nll(config) -> bool:
+    """Whether the run's generator is a deterministic flow with an exact NLL (the EGNN flow)."""
+    return config.model.kind == "egnn" and config.generator == "flow"
+
+
+def sample_and_score(
+    config,
+    graphdef,
+    params,
+    key: jax.Array,
+    reference: np.ndarray,
+    *,
+    num_samples: int,
+    nll_samples: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """`(samples [num_samples, N, d], metrics)` of a trained model against `reference`.
+
+    The metrics: `sample_s_per_1000`, `nonfinite_samples`, `sample_metrics` of the finite
+    samples and, for deterministic flows with `nll_samples > 0`, `nll` on the first
+    `nll_samples` reference samples.
+    """
+    samples, s_per_1000 = generate(config, graphdef, params, key, num_samples)
+    finite = np.isfinite(samples).all(axis=(1, 2))
+    metrics: dict[str, Any] = {
+        "sample_s_per_1000": s_per_1000,
+        "nonfinite_samples": int((~finite).sum()),
+    }
+    metrics.update(sample_metrics(samples[finite], reference, config.system))
+    if has_nll(config) and nll_samples > 0:
+        metrics["nll"] = flow_nll(config, graphdef, params, reference[:nll_samples])
+    return samples, metrics
+
+
+def _train_command(workdir: str, config) -> str:
+    if config is None:
+        return f"python -m experiments.train --config configs/dw4.py --workdir {workdir}"
+    system, variant = config.system, config.get("variant", config.system)
+    name = variant[len(system) + 1 :] if variant.startswith(system + "_") else ""
+    return (
+        f"python -m experiments.train --config configs/{system}.py"
+        + (f":{name}" if name else "")
+        + f" --workdir {workdir}"
+    )
+
+
+def load_particle_run(workdir: str, checkpoint: str | int = "latest") -> RestoredRun:
+    """Restores the EMA parameters of a particle training workdir (DW4, LJ13).
+
+    Raises:
+      FileNotFoundError (`WorkdirError`): the workdir, its config.json or its checkpoints
+        are missing, or it is not a particle run.
+      ValueError: a malformed `checkpoint`.
+      symdiff_jax.train.CheckpointError: a damaged or unknown checkpoint (nothing written).
+    """
+    return restore_run(
+        workdir,
+        checkpoint,
+        experiments=("particles",),
+        abstract_state=abstract_state,
+        train_command=_train_command,
+    )
+
+
+def evaluate_particle_run(
+    run: RestoredRun,
+    key: jax.Array,
+    *,
+    num_samples: int | None = None,
+    num_steps: int | None = None,
+    batch_size: int | None = None,
+    reference_dir: str | None = None,
+    nll_samples: int | None = None,
+) -> dict[str, Any]:
+    """Draws `num_samples` new samples of a restored run and scores them as training did.
+
+    Unset arguments take the run's config (`evaluate.num_samples`, `sample.num_steps`,
+    `sample.batch_size`, `data.reference`, `evaluate.nll_samples`).
+
+    Returns:
+      `{"eval/<metric>": value}`: the metrics of `sample_and_score` and the settings used
+      (`eval/num_samples`, `eval/num_steps`, `eval/reference`).
+    """
+    config = run.config.copy_and_resolve_references()
+    ev = config.evaluate
+    num_samples = ev.num_samples if num_samples is None else num_samples
+    nll_samples = ev.nll_samples if nll_samples is None else nll_samples
+    if num_steps is not None:
+        config.sample.num_steps = num_steps
+    if batch_size is not None:
+        config.sample.batch_size = batch_size
+    config.sample.batch_size = min(config.sample.batch_size, num_samples)
+    if reference_dir is not None:
+        config.data.reference = reference_dir
+    splits = {} if config.data.reference else load_splits(config)
+    reference, reference_name = evaluation_reference(config, splits)
+    _, metrics = sample_and_score(
+        config,
+        run.graphdef,
+        run.params,
+        key,
+        reference,
+        num_samples=num_samples,
+        nll_samples=nll_samples,
+    )
+    settings = {
+        "num_samples": num_samples,
+        "num_steps": config.sample.num_steps,
+        "reference": reference_name,
+    }
+    if "nll" in metrics:
+        settings["nll_samples"] = min(nll_samples, len(reference))
+    return {f"eval/{k}": v for k, v in {**settings, **metrics}.items()}
 
 
 def write_histograms(path: str, samples: np.ndarray, reference: np.ndarray, system: str) -> None:

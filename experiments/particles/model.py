@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import jax
@@ -65,6 +66,13 @@ class ParticleNet(nnx.Module):
             return gamma_net(x, eta, t)
 
         return recursive_gamma(f, group, gamma_net.noise_dims)
+
+
+def abstract_state(config):
+    """`(graphdef, TrainState of ShapeDtypeStructs)`: the restore target of a run's checkpoints."""
+    from experiments.common import state as common_state
+
+    return common_state.abstract_state(config, functools.partial(build_net, config))
 
 
 def build_net(config, key: jax.Array) -> ParticleNet:

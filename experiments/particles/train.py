@@ -29,7 +29,6 @@ from experiments.particles.input_pipeline import (
     train_batches,
 )
 from experiments.particles.model import GROUPS, build_net
-from experiments.particles.sampling import generate
 from symdiff_jax.flow_matching import flow_matching_loss
 from symdiff_jax.score_matching import get_sde, score_matching_loss
 from symdiff_jax.symmetrise import haar_gamma
@@ -67,19 +66,21 @@ def make_loss_fn(config, x_target: str | None = None):
 
 def final_scores(config, workdir, graphdef, params, key, splits, write: bool) -> dict[str, Any]:
     """Samples, scores them against the evaluation reference, writes the files."""
-    samples, s_per_1000 = generate(config, graphdef, params, key, config.evaluate.num_samples)
     reference, reference_name = evaluation_reference(config, splits)
-    metrics: dict[str, Any] = {"sample_s_per_1000": s_per_1000, "reference": reference_name}
-    finite = np.isfinite(samples).all(axis=(1, 2))
-    metrics["nonfinite_samples"] = int((~finite).sum())
-    metrics.update(particle_eval.sample_metrics(samples[finite], reference, config.system))
-    if config.model.kind == "egnn" and config.generator == "flow":
-        metrics["nll"] = particle_eval.flow_nll(
-            config, graphdef, params, reference[: config.evaluate.nll_samples]
-        )
+    samples, metrics = particle_eval.sample_and_score(
+        config,
+        graphdef,
+        params,
+        key,
+        reference,
+        num_samples=config.evaluate.num_samples,
+        nll_samples=config.evaluate.nll_samples,
+    )
+    metrics["reference"] = reference_name
     if write:
         np.save(os.path.join(workdir, "samples.npy"), samples)
         if config.evaluate.write_plots:
+            finite = np.isfinite(samples).all(axis=(1, 2))
             particle_eval.write_histograms(
                 os.path.join(workdir, "histograms.png"), samples[finite], reference, config.system
             )

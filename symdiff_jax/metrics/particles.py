@@ -33,6 +33,18 @@ def energy_w2(energies: np.ndarray, reference_energies: np.ndarray) -> float:
     return float(ot.emd2_1d(a, b))
 
 
+def high_energy_fraction(energies: np.ndarray, reference_energies: np.ndarray) -> float:
+    """Fraction of samples whose energy is above the highest reference energy (or not finite).
+
+    A diagnostic of ours, not a literature metric: `energy_w2` squares energy differences,
+    so on Lennard-Jones systems (U ~ d^-12) a few samples with two particles too close can
+    carry almost all of it. This fraction says how many there are.
+    """
+    a = np.asarray(energies, np.float64).reshape(-1)
+    b = np.asarray(reference_energies, np.float64).reshape(-1)
+    return float(np.mean(~(np.isfinite(a) & (a <= b.max()))))
+
+
 def distance_histograms(
     samples: np.ndarray, reference: np.ndarray, num_bins: int = NUM_BINS
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -77,7 +89,8 @@ def particle_metrics(
     reference: np.ndarray,
     energy: Callable[[np.ndarray], np.ndarray],
 ) -> dict[str, float]:
-    """`energy_w2`, `distance_w2` and `distance_tv` of samples `[M, N, d]` against a reference.
+    """`energy_w2`, `distance_w2`, `distance_tv` and `high_energy_frac` of samples
+    `[M, N, d]` against a reference.
 
     Args:
       samples: generated samples `[M, N, d]` (data units).
@@ -85,7 +98,7 @@ def particle_metrics(
       energy: the system's energy, `energy(x [M, N, d]) -> [M]`.
 
     Returns:
-      `{"energy_w2", "distance_w2", "distance_tv"}` as floats.
+      `{"energy_w2", "distance_w2", "distance_tv", "high_energy_frac"}` as floats.
     """
     e_s = np.asarray(energy(np.asarray(samples, np.float64)))
     e_r = np.asarray(energy(np.asarray(reference, np.float64)))
@@ -93,6 +106,7 @@ def particle_metrics(
         "energy_w2": energy_w2(e_s, e_r),
         "distance_w2": distance_w2(samples, reference),
         "distance_tv": distance_tv(samples, reference),
+        "high_energy_frac": high_energy_fraction(e_s, e_r),
     }
 
 
@@ -108,7 +122,7 @@ def reference_metrics(
       split: "val" to check data and select models; "test" for final numbers only.
 
     Returns:
-      `{"energy_w2", "distance_w2", "distance_tv"}`.
+      `particle_metrics`' dictionary.
     """
     reference = load_reference_split(directory, system, split)
     return particle_metrics(samples, reference, get_system(system).energy)

@@ -9,6 +9,7 @@ from symdiff_jax.metrics.particles import (
     distance_tv,
     distance_w2,
     energy_w2,
+    high_energy_fraction,
     particle_metrics,
     reference_metrics,
 )
@@ -52,7 +53,20 @@ def test_particle_metrics_keys():
     rng = np.random.default_rng(2)
     x = rng.normal(size=(10, 4, 2)) * 3
     out = particle_metrics(x, x, double_well_energy)
-    assert out == {"energy_w2": 0.0, "distance_w2": 0.0, "distance_tv": 0.0}
+    assert out == {
+        "energy_w2": 0.0,
+        "distance_w2": 0.0,
+        "distance_tv": 0.0,
+        "high_energy_frac": 0.0,
+    }
+
+
+def test_high_energy_fraction_by_hand():
+    reference = np.array([-3.0, 1.0, 2.0])
+    # 2.0 ties the highest reference energy (not above it); 2.5, inf and nan count.
+    samples = np.array([-10.0, 0.0, 2.0, 2.5, np.inf, np.nan, -np.inf, 1.5])
+    assert high_energy_fraction(samples, reference) == pytest.approx(4 / 8)
+    assert high_energy_fraction(reference, reference) == 0.0
 
 
 def test_reference_metrics_reads_the_split(tmp_path):
