@@ -103,6 +103,26 @@ def load_particle_run(workdir: str, checkpoint: str | int = "latest") -> Restore
     )
 
 
+def sampling_config(config, *, num_steps: int | None = None, batch_size: int | None = None):
+    """A copy of a run's config with `sample.num_steps` / `sample.batch_size` replaced where given."""
+    config = config.copy_and_resolve_references()
+    if num_steps is not None:
+        config.sample.num_steps = num_steps
+    if batch_size is not None:
+        config.sample.batch_size = batch_size
+    return config
+
+
+def reference_of(config, reference_dir: str | None = None) -> tuple[np.ndarray, str]:
+    """`(test samples, name)`: the published test split of `reference_dir` (default
+    `config.data.reference`), or our Metropolis test split where neither is set."""
+    if reference_dir is not None:
+        config = config.copy_and_resolve_references()
+        config.data.reference = reference_dir
+    splits = {} if config.data.reference else load_splits(config)
+    return evaluation_reference(config, splits)
+
+
 def evaluate_particle_run(
     run: RestoredRun,
     key: jax.Array,
@@ -122,19 +142,11 @@ def evaluate_particle_run(
       `{"eval/<metric>": value}`: the metrics of `sample_and_score` and the settings used
       (`eval/num_samples`, `eval/num_steps`, `eval/reference`).
     """
-    config = run.config.copy_and_resolve_references()
-    ev = config.evaluate
-    num_samples = ev.num_samples if num_samples is None else num_samples
-    nll_samples = ev.nll_samples if nll_samples is None else nll_samples
-    if num_steps is not None:
-        config.sample.num_steps = num_steps
-    if batch_size is not None:
-        config.sample.batch_size = batch_size
+    config = sampling_config(run.config, num_steps=num_steps, batch_size=batch_size)
+    num_samples = config.evaluate.num_samples if num_samples is None else num_samples
+    nll_samples = config.evaluate.nll_samples if nll_samples is None else nll_samples
     config.sample.batch_size = min(config.sample.batch_size, num_samples)
-    if reference_dir is not None:
-        config.data.reference = reference_dir
-    splits = {} if config.data.reference else load_splits(config)
-    reference, reference_name = evaluation_reference(config, splits)
+    reference, reference_name = reference_of(config, reference_dir)
     _, metrics = sample_and_score(
         config,
         run.graphdef,

@@ -89,3 +89,33 @@ def test_command_merges_eval_metrics_and_keeps_the_training_ones(trained, tmp_pa
     assert len(error_lines) == 1 and str(missing) in error_lines[0], proc.stderr[-2000:]
     with open(os.path.join(workdir, "metrics.json")) as f:
         assert json.load(f) == after
+
+
+def test_sample_command_writes_samples_picture_and_summary(trained, tmp_path):
+    _, workdir = trained
+    out = tmp_path / "drawn"
+    proc = run_cli(
+        "sample",
+        f"--workdir={workdir}",
+        "--num_samples=6",
+        "--num_steps=2",
+        "--seed=3",
+        f"--out={out}",
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    samples = np.load(out / "samples.npy")
+    assert samples.shape == (6, 4, 2) and np.isfinite(samples).all()
+    assert np.abs(samples.mean(axis=1)).max() <= 1e-5 * max(1.0, np.abs(samples).max())
+    assert (out / "histograms.png").stat().st_size > 0
+    with open(out / "summary.json") as f:
+        summary = json.load(f)
+    assert (summary["num_samples"], summary["num_steps"], summary["seed"]) == (6, 2, 3)
+    assert summary["reference"] == "own test"
+    energies = np.asarray(get_system("dw4").energy(samples), np.float64)
+    reference = np.asarray(get_system("dw4").energy(load_splits(trained[0])["test"]), np.float64)
+    assert summary["high_energy_frac"] == pytest.approx(np.mean(energies > reference.max()))
+
+    proc = run_cli("sample", f"--workdir={workdir}", "--sampler=ddim", f"--out={out}2")
+    assert proc.returncode == 1 and not (tmp_path / "drawn2").exists()
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --sampler does not apply")
